@@ -1,1 +1,10 @@
-//! placeholder
+//! Slipway's vocabulary: the inventory an operator keeps in Git (desired state), the facts
+//! observed on nodes (actual state), and their validation.
+//!
+//! This crate is pure: no sockets, processes, clock or filesystem access. Loading reads
+//! from an in-memory [`repo::RepoFiles`] snapshot that the binary fills from disk or git.
+//! Everything else in Slipway depends on it; it depends on nothing of Slipway's.
+
+pub mod diag;
+pub mod facts;
+pub mod yaml;
