@@ -36,9 +36,15 @@ pub fn load<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Vec<Diagno
             };
         }
         let missing = missing_field(&err);
+        let shown = match (&missing, mark) {
+            // A mapping's mark is where the parser saw it start (after its first key);
+            // point at the first key instead.
+            (Some(_), Some(m)) => first_key_of_mapping_at(&node, m).or(mark),
+            _ => mark,
+        };
         let suppressed = missing.as_ref().is_some_and(|f| pruned.contains(f));
         if !suppressed {
-            diags.push(describe(file, &err, mark));
+            diags.push(describe(file, &err, shown));
         }
         if let YamlError::UnknownFieldError(field, expected, _) = &err {
             // A typo'd key also makes the intended one "missing": say it once.
@@ -205,6 +211,24 @@ fn remove_container_at(node: &mut Node, m: Marker) -> Option<Option<String>> {
             }
             None
         }
+        Node::Scalar(_) => None,
+    }
+}
+
+/// The first key of the innermost mapping whose span starts at `m`.
+fn first_key_of_mapping_at(node: &Node, m: Marker) -> Option<Marker> {
+    match node {
+        Node::Mapping(map) => map
+            .values()
+            .find_map(|v| first_key_of_mapping_at(v, m))
+            .or_else(|| {
+                if starts_at(node.span(), m) {
+                    map.keys().next().and_then(|k| k.span().start().copied())
+                } else {
+                    None
+                }
+            }),
+        Node::Sequence(seq) => seq.iter().find_map(|v| first_key_of_mapping_at(v, m)),
         Node::Scalar(_) => None,
     }
 }
