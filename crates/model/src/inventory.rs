@@ -309,9 +309,14 @@ pub struct RawNode {
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
     pub bootstrap: Option<Spanned<bool>>,
-    /// The NIC MAC address(es) this machine netboots from.
-    #[schemars(with = "OneOrMany")]
-    pub mac_address: OneOrManySpanned,
+    /// The MAC address of the NIC this machine netboots from.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub mac_address: Option<Spanned<String>>,
+    /// More MAC addresses of the same machine (other NICs that may netboot).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub mac_addresses: Vec<Spanned<String>>,
     /// `dhcp: true`, or a static address.
     pub network: RawNetwork,
     /// Install disk; defaults to cluster.yaml's `install.disk`.
@@ -335,34 +340,6 @@ pub struct RawNode {
     /// Extra kernel arguments for this node.
     #[serde(default)]
     pub kernel_args: Vec<String>,
-}
-
-/// One value or a list (for `mac_address`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrManySpanned {
-    /// A single value.
-    One(Spanned<String>),
-    /// A list.
-    Many(Vec<Spanned<String>>),
-}
-
-/// Schema-only twin of [`OneOrManySpanned`].
-#[derive(JsonSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrManySpanned {
-    fn items(&self) -> Vec<&Spanned<String>> {
-        match self {
-            Self::One(s) => vec![s],
-            Self::Many(v) => v.iter().collect(),
-        }
-    }
 }
 
 /// Node roles.
@@ -689,10 +666,14 @@ pub fn load(files: &RepoFiles) -> (Option<Inventory>, Diagnostics) {
         diags: Diagnostics::default(),
     };
     let cluster = load_cluster(&mut cx, files);
+    let errors_before_nodes = cx.diags.error_count();
     let nodes = load_nodes(&mut cx, files, cluster.as_ref());
+    // Counting servers or bootstraps over a partial fleet would report phantom problems.
+    let all_nodes_loaded = cx.diags.error_count() == errors_before_nodes;
     let overlays = load_overlays(&mut cx, files);
-    if let Some(c) = &cluster {
-        check_fleet(&mut cx, c, &nodes);
+    check_duplicates(&mut cx, &nodes);
+    if all_nodes_loaded {
+        check_roles(&mut cx, &nodes);
     }
     cx.diags.sort();
     let inv = match (cluster, cx.diags.has_errors()) {
@@ -1115,9 +1096,13 @@ fn validate_node(
     }
     let mut macs = Vec::new();
     let mut mac_locs = Vec::new();
-    let items = raw.mac_address.items();
+    let items: Vec<&Spanned<String>> = raw.mac_address.iter().chain(&raw.mac_addresses).collect();
     if items.is_empty() {
-        cx.err(Location::file(file), "mac_address is empty", Some("list the MAC of the NIC the machine netboots from".into()));
+        cx.err(
+            loc(raw.hostname.span()),
+            "no MAC address: the boot server recognises machines by MAC",
+            Some("add `mac_address: aa:bb:cc:dd:ee:ff` (the NIC the machine netboots from)".into()),
+        );
     }
     for m in items {
         match m.parse::<MacAddr>() {
@@ -1335,8 +1320,7 @@ fn load_overlays(cx: &mut Ctx, files: &RepoFiles) -> Overlays {
     }
 }
 
-fn check_fleet(cx: &mut Ctx, cluster: &Cluster, nodes: &[(Node, NodeSpans)]) {
-    // Duplicates across node files.
+fn check_duplicates(cx: &mut Ctx, nodes: &[(Node, NodeSpans)]) {
     let mut hostnames: BTreeMap<String, &Location> = BTreeMap::new();
     let mut macs: BTreeMap<MacAddr, &Location> = BTreeMap::new();
     let mut ips: BTreeMap<Ipv4Addr, &Location> = BTreeMap::new();
@@ -1367,6 +1351,9 @@ fn check_fleet(cx: &mut Ctx, cluster: &Cluster, nodes: &[(Node, NodeSpans)]) {
             }
         }
     }
+}
+
+fn check_roles(cx: &mut Ctx, nodes: &[(Node, NodeSpans)]) {
     let servers: Vec<&(Node, NodeSpans)> = nodes.iter().filter(|(n, _)| n.role == Role::Server).collect();
     let agents = nodes.len() - servers.len();
     let bootstraps: Vec<&(Node, NodeSpans)> = nodes.iter().filter(|(n, _)| n.bootstrap).collect();
@@ -1407,7 +1394,6 @@ fn check_fleet(cx: &mut Ctx, cluster: &Cluster, nodes: &[(Node, NodeSpans)]) {
             "run an odd number of servers (1, 3 or 5)",
         );
     }
-    let _ = cluster;
 }
 
 #[cfg(test)]

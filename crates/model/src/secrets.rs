@@ -72,9 +72,23 @@ impl SecretMap {
     pub fn to_yaml(&self) -> Zeroizing<String> {
         let mut out = String::new();
         for (k, v) in &self.0 {
-            // JSON string syntax is valid YAML and escapes everything that needs escaping.
-            let quoted = serde_json::to_string(v.expose()).unwrap_or_default();
-            out.push_str(&format!("{k}: {quoted}\n"));
+            let v = v.expose();
+            let body = v.strip_suffix('\n').unwrap_or(v);
+            let literal_ok = v.ends_with('\n')
+                && !body.is_empty()
+                && !body.ends_with('\n')
+                && body.lines().all(|l| !l.is_empty() && !l.starts_with([' ', '\t']) && !l.ends_with([' ', '\t']));
+            if literal_ok {
+                // Multi-line values (keys, certificates) as literal blocks, readable in an editor.
+                out.push_str(&format!("{k}: |\n"));
+                for line in body.lines() {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            } else {
+                // JSON string syntax is valid YAML and escapes everything that needs escaping.
+                let quoted = serde_json::to_string(v).unwrap_or_default();
+                out.push_str(&format!("{k}: {quoted}\n"));
+            }
         }
         Zeroizing::new(out)
     }
@@ -321,10 +335,24 @@ mod tests {
 
     #[test]
     fn secret_map_round_trips_awkward_values() {
-        let value = "line1\nline2: \"quoted\" # not a comment\n";
-        let m = SecretMap(BTreeMap::from([("k".to_string(), Secret::new(value))]));
-        let back = SecretMap::from_yaml("x", &m.to_yaml()).unwrap();
-        assert_eq!(back.get("k").unwrap().expose(), value);
+        let values = [
+            "line1\nline2: \"quoted\" # not a comment\n",
+            "-----BEGIN KEY-----\nabc\n-----END KEY-----\n",
+            "no newline at end\nsecond",
+            " leading space\n",
+            "two trailing\n\n",
+            "plain",
+            "",
+            "x: y",
+        ];
+        for value in values {
+            let m = SecretMap(BTreeMap::from([("k".to_string(), Secret::new(value))]));
+            let yaml = m.to_yaml();
+            let back = SecretMap::from_yaml("x", &yaml).unwrap();
+            assert_eq!(back.get("k").unwrap().expose(), value, "{}", yaml.as_str());
+        }
+        let key = SecretMap(BTreeMap::from([("k".to_string(), Secret::new("a\nb\n"))]));
+        assert_eq!(key.to_yaml().as_str(), "k: |\n  a\n  b\n");
     }
 
     #[test]

@@ -1,1 +1,67 @@
-fn main() {}
+//! `slipway`: the command-line front of Slipway. `main` parses arguments and dispatches;
+//! each command lives in its own module. Errors are `anyhow` with short "-ing" context and
+//! are printed once, with their whole cause chain.
+
+mod cmdline;
+mod identity;
+mod repo_fs;
+mod secrets_cmd;
+mod validate;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cmdline::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Validate { repo, output } => validate::run(repo, *output),
+        Command::Secrets { command } => secrets_cmd::run(command),
+        Command::Schema { out } => schema(out.as_deref()),
+    }
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn schema(out: Option<&std::path::Path>) -> Result<ExitCode> {
+    let cluster = serde_json::to_string_pretty(&schemars::schema_for!(slipway_model::inventory::RawCluster))?;
+    let node = serde_json::to_string_pretty(&schemars::schema_for!(slipway_model::inventory::RawNode))?;
+    match out {
+        Some(dir) => {
+            repo_fs::write_atomic(&dir.join("cluster.schema.json"), format!("{cluster}\n").as_bytes())
+                .context("writing cluster.schema.json")?;
+            repo_fs::write_atomic(&dir.join("node.schema.json"), format!("{node}\n").as_bytes())
+                .context("writing node.schema.json")?;
+        }
+        None => println!("{cluster}\n{node}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
