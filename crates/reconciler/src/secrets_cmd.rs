@@ -171,6 +171,9 @@ fn private_dir() -> Result<tempfile::TempDir> {
         .collect();
     for base in candidates {
         if let Ok(d) = tempfile::Builder::new().prefix("slipway-secret-").tempdir_in(&base) {
+            #[cfg(unix)]
+            std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .context("making the plaintext folder private")?;
             return Ok(d);
         }
     }
