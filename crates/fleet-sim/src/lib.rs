@@ -1,1 +1,100 @@
-//! placeholder
+//! A simulated FCOS/K3s fleet on loopback, for Slipway's end-to-end tests
+//! and benchmarks.
+//!
+//! Every node is a folder standing for its disk — `root/` (replaced by an
+//! install) and `var/` (kept by an install that preserves it) — plus a
+//! control folder with the node's run-time state, and a **real OpenSSH
+//! sshd** listening on its own 127.0.0.1 port with its own ed25519 host key.
+//! sshd's `ForceCommand` runs every command in a private mount namespace,
+//! chrooted into the node's root with `/var` bind-mounted, so commands see
+//! a busybox userland plus shims for what FCOS and K3s provide
+//! (`rpm-ostree`, `efibootmgr`, `systemctl`, `reboot`, `k3s`,
+//! `coreos-installer`). The shims are the `slipway-sim` binary, dispatched
+//! on `argv[0]`; they read and write the node's state as JSON under an
+//! flock. A supervisor thread carries out reboots (sshd down for the boot
+//! delay, new boot id, `BootNext` honoured) and injected [`Fault`]s.
+//!
+//! What it deliberately does not do (yet): the network install
+//! (`coreos-installer` fails clearly), K3s readiness semantics, and any
+//! isolation beyond a chroot — it runs as root and trusts its callers. It
+//! never listens on anything but 127.0.0.1, and it does not depend on
+//! `slipway-node-ssh` (only its tests do): it is a stand-in for machines,
+//! not a client.
+//!
+//! Processes: [`Fleet::stop`] and `Drop` kill every sshd the fleet started
+//! and every process those started (found through `/proc`, frozen, then
+//! killed), so no stray process outlives a fleet.
+
+mod enter;
+mod fleet;
+mod procs;
+pub mod shim;
+mod state;
+
+pub use enter::{enter, wrap, NodeDirs, ReceivedCommand, COMMANDS_LOG, NODE_PATH, SFTP_SERVER};
+pub use fleet::{locate_sim_binary, Fleet, FleetSpec, SimNode, SimNodeSpec, BUSYBOX, SSHD};
+pub use procs::{descendants, kill_tree};
+pub use state::{
+    checksum_for, default_efi, random_uuid, read_state, update_state, BootSource, Fault, K3sUnit,
+    NodeState, SimK3s, SimState, CONTROL_MOUNT,
+};
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong simulating a fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A file system or process operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done (`writing`, `starting`, ...).
+        action: &'static str,
+        /// The path (or program) concerned.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A tool the simulator needs is not installed.
+    #[error("required tool {tool} is missing: {hint}")]
+    MissingTool {
+        /// The tool's path or name.
+        tool: String,
+        /// How to get it.
+        hint: String,
+    },
+    /// A node's sshd did not come up.
+    #[error("sshd of node {node} did not start: {message}")]
+    SshdDidNotStart {
+        /// Node name.
+        node: String,
+        /// Why, with the tail of its log.
+        message: String,
+    },
+    /// A node's state file could not be parsed.
+    #[error("corrupt simulator state {path}: {message}")]
+    CorruptState {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        message: String,
+    },
+    /// No node has this name.
+    #[error("no simulated node named {0:?}")]
+    UnknownNode(String),
+    /// The fleet spec is unusable.
+    #[error("invalid fleet spec: {0}")]
+    InvalidSpec(String),
+    /// Something the simulator does not simulate was asked for.
+    #[error("not simulated: {0}")]
+    Unsupported(String),
+}
+
+impl SimError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        SimError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

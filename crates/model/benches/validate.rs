@@ -1,13 +1,13 @@
 //! Benchmark: validating generated inventories (no network, no disk). Prints table rows in
 //! the format `tests/bench` collects: `bench-row<TAB>area<TAB>case<TAB>value<TAB>unit<TAB>target`.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 
 use slipway_model::check::check_repo;
 use slipway_model::inventory;
-use slipway_model::secrets::{self, Identities, Recipient};
 use slipway_model::repo::RepoFiles;
+use slipway_model::secrets::{self, Identities, Recipient};
 
 const CLUSTER: &str = "name: bench
 fcos: {stream: stable}
@@ -25,7 +25,10 @@ install: {disk: /dev/disk/by-id/nvme-bench}
 fn inventory(n: usize) -> RepoFiles {
     let mut f = RepoFiles::new();
     f.insert("cluster.yaml", CLUSTER);
-    f.insert(".slipway/recipients", "age1e96y60hn7telhqgz9gdm9n7pnxfqkdclzm79q5c7tg2r038w436qysgaa0\n");
+    f.insert(
+        ".slipway/recipients",
+        "age1e96y60hn7telhqgz9gdm9n7pnxfqkdclzm79q5c7tg2r038w436qysgaa0\n",
+    );
     for i in 0..n {
         let role = if i < 3 { "server" } else { "agent" };
         let bootstrap = if i == 0 { "bootstrap: true\n" } else { "" };
@@ -61,8 +64,14 @@ fn main() {
             let (inv, d) = inventory::load(&files);
             assert!(inv.is_some(), "{d}");
         });
-        println!("bench-row\tvalidate\tinventory of {n} nodes\t{:.1}\tms\t-", best * 1e3);
-        println!("bench-row\tvalidate\tinventory, per node ({n})\t{:.1}\tµs\t-", best * 1e6 / n as f64);
+        println!(
+            "bench-row\tvalidate\tinventory of {n} nodes\t{:.1}\tms\t-",
+            best * 1e3
+        );
+        println!(
+            "bench-row\tvalidate\tinventory, per node ({n})\t{:.1}\tµs\t-",
+            best * 1e6 / n as f64
+        );
     }
     // With secrets: every node's host key file decrypted (X25519 per file).
     let n = 100;
@@ -74,15 +83,31 @@ fn main() {
         .unwrap()
         .to_openssh(ssh_key::LineEnding::LF)
         .unwrap();
-    let node_doc = format!("ssh_host_ed25519_key: {}\n", serde_json::to_string(host_key.as_str()).unwrap());
-    files.insert("secrets/cluster.age", secrets::encrypt(b"k3s_token: 0123456789abcdef0123456789abcdef\n", &recipients).unwrap());
+    let node_doc = format!(
+        "ssh_host_ed25519_key: {}\n",
+        serde_json::to_string(host_key.as_str()).unwrap()
+    );
+    files.insert(
+        "secrets/cluster.age",
+        secrets::encrypt(
+            b"k3s_token: 0123456789abcdef0123456789abcdef\n",
+            &recipients,
+        )
+        .unwrap(),
+    );
     for i in 0..n {
-        files.insert(format!("secrets/nodes/n{i}.age"), secrets::encrypt(node_doc.as_bytes(), &recipients).unwrap());
+        files.insert(
+            format!("secrets/nodes/n{i}.age"),
+            secrets::encrypt(node_doc.as_bytes(), &recipients).unwrap(),
+        );
     }
     let ids = Identities::from_keys(vec![key]);
     let best = best_of(5, || {
         let c = check_repo(&files, Some(&ids));
         assert!(c.secrets.is_some(), "{}", c.diagnostics);
     });
-    println!("bench-row\tvalidate\t{n} nodes with secrets decrypted\t{:.1}\tms\t-", best * 1e3);
+    println!(
+        "bench-row\tvalidate\t{n} nodes with secrets decrypted\t{:.1}\tms\t-",
+        best * 1e3
+    );
 }

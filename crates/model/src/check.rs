@@ -8,8 +8,8 @@ use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::inventory::{self, Inventory};
 use crate::repo::RepoFiles;
 use crate::secrets::{
-    self, node_secrets_path, Identities, Recipient, Secret, SecretMap, CLUSTER_SECRETS, HOST_KEY_KEY,
-    K3S_TOKEN_KEY, PASSWORD_HASH_KEY, RECIPIENTS_FILE,
+    self, node_secrets_path, Identities, Recipient, Secret, SecretMap, CLUSTER_SECRETS,
+    HOST_KEY_KEY, K3S_TOKEN_KEY, PASSWORD_HASH_KEY, RECIPIENTS_FILE,
 };
 
 /// The decrypted secrets an inventory needs.
@@ -55,8 +55,13 @@ pub fn check_repo(files: &RepoFiles, identities: Option<&Identities>) -> Checked
         }),
         None => {
             diagnostics.push(
-                Diagnostic::error(Location::file(RECIPIENTS_FILE), "the recipients file is missing")
-                    .with_hint("list the age public keys of everyone who may decrypt secrets, one per line"),
+                Diagnostic::error(
+                    Location::file(RECIPIENTS_FILE),
+                    "the recipients file is missing",
+                )
+                .with_hint(
+                    "list the age public keys of everyone who may decrypt secrets, one per line",
+                ),
             );
             Vec::new()
         }
@@ -91,51 +96,79 @@ fn check_secrets(
     let mut host_keys = BTreeMap::new();
     for n in &inv.nodes {
         let path = node_secrets_path(&n.name);
-        if let Some(m) = open(&path, &format!("it holds the SSH host key of node {}", n.name), diags) {
+        if let Some(m) = open(
+            &path,
+            &format!("it holds the SSH host key of node {}", n.name),
+            diags,
+        ) {
             match m.get(HOST_KEY_KEY) {
-                Some(k) if ssh_key::PrivateKey::from_openssh(k.expose())
-                    .is_ok_and(|p| p.algorithm() == ssh_key::Algorithm::Ed25519) =>
+                Some(k)
+                    if ssh_key::PrivateKey::from_openssh(k.expose())
+                        .is_ok_and(|p| p.algorithm() == ssh_key::Algorithm::Ed25519) =>
                 {
                     host_keys.insert(n.name.clone(), k.clone());
                 }
                 Some(_) => diags.push(
-                    Diagnostic::error(Location::file(&path), format!("`{HOST_KEY_KEY}` is not an OpenSSH ed25519 private key"))
-                        .with_hint(format!("remove the key and {generate}")),
+                    Diagnostic::error(
+                        Location::file(&path),
+                        format!("`{HOST_KEY_KEY}` is not an OpenSSH ed25519 private key"),
+                    )
+                    .with_hint(format!("remove the key and {generate}")),
                 ),
                 None => diags.push(
-                    Diagnostic::error(Location::file(&path), format!("`{HOST_KEY_KEY}` is missing"))
-                        .with_hint(format!("the node's host key is pinned from its first boot; {generate}")),
+                    Diagnostic::error(
+                        Location::file(&path),
+                        format!("`{HOST_KEY_KEY}` is missing"),
+                    )
+                    .with_hint(format!(
+                        "the node's host key is pinned from its first boot; {generate}"
+                    )),
                 ),
             }
         }
     }
     for path in files.list("secrets/nodes", ".age") {
-        let name = path.trim_start_matches("secrets/nodes/").trim_end_matches(".age");
+        let name = path
+            .trim_start_matches("secrets/nodes/")
+            .trim_end_matches(".age");
         if inv.node(name).is_none() {
             diags.push(
-                Diagnostic::warning(Location::file(path), format!("secrets for `{name}`, which is not in nodes/"))
-                    .with_hint("delete the file if the node is gone for good"),
+                Diagnostic::warning(
+                    Location::file(path),
+                    format!("secrets for `{name}`, which is not in nodes/"),
+                )
+                .with_hint("delete the file if the node is gone for good"),
             );
         }
     }
     if identities.is_none() {
         diags.push(
-            Diagnostic::warning(Location::file(CLUSTER_SECRETS), "secrets were not decrypted: no identity given")
-                .with_hint("pass --identity FILE or set SLIPWAY_AGE_IDENTITY to check them too"),
+            Diagnostic::warning(
+                Location::file(CLUSTER_SECRETS),
+                "secrets were not decrypted: no identity given",
+            )
+            .with_hint("pass --identity FILE or set SLIPWAY_AGE_IDENTITY to check them too"),
         );
         return None;
     }
     let cluster = cluster?;
     let Some(token) = cluster.get(K3S_TOKEN_KEY) else {
         diags.push(
-            Diagnostic::error(Location::file(CLUSTER_SECRETS), format!("`{K3S_TOKEN_KEY}` is missing")).with_hint(generate),
+            Diagnostic::error(
+                Location::file(CLUSTER_SECRETS),
+                format!("`{K3S_TOKEN_KEY}` is missing"),
+            )
+            .with_hint(generate),
         );
         return None;
     };
     if token.expose().len() < 16 {
         diags.push(
-            Diagnostic::error(Location::file(CLUSTER_SECRETS), format!("`{K3S_TOKEN_KEY}` is too short to be safe (under 16 characters)"))
-                .with_hint("remove it and run `slipway secrets generate` for a strong one"),
+            Diagnostic::error(
+                Location::file(CLUSTER_SECRETS),
+                format!("`{K3S_TOKEN_KEY}` is too short to be safe (under 16 characters)"),
+            )
+            .with_hint("remove it and run `slipway secrets generate` for a strong one"),
         );
     }
     if host_keys.len() != inv.nodes.len() {
@@ -161,8 +194,11 @@ fn open_secrets(
 ) -> Option<SecretMap> {
     let Some(bytes) = files.get(path) else {
         diags.push(
-            Diagnostic::error(Location::file(path), format!("secrets file is missing ({needed_by})"))
-                .with_hint(GENERATE_HINT),
+            Diagnostic::error(
+                Location::file(path),
+                format!("secrets file is missing ({needed_by})"),
+            )
+            .with_hint(GENERATE_HINT),
         );
         return None;
     };
@@ -175,7 +211,10 @@ fn open_secrets(
         }
     };
     let Ok(text) = std::str::from_utf8(&plain) else {
-        diags.push(Diagnostic::error(Location::file(path), "the decrypted content is not UTF-8 text"));
+        diags.push(Diagnostic::error(
+            Location::file(path),
+            "the decrypted content is not UTF-8 text",
+        ));
         return None;
     };
     match SecretMap::from_yaml(path, text) {
@@ -212,7 +251,9 @@ pub fn scan_plaintext_secrets(files: &RepoFiles) -> Vec<Diagnostic> {
         if path.starts_with("secrets/") || path.contains("DEMO-ONLY") {
             continue;
         }
-        let Ok(text) = std::str::from_utf8(bytes) else { continue };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            continue;
+        };
         for (i, line) in text.lines().enumerate() {
             if line.trim_start().starts_with('#') {
                 continue;
@@ -240,8 +281,14 @@ mod tests {
     fn plaintext_scan_finds_tokens_with_locations() {
         let mut f = RepoFiles::new();
         f.insert("butane/x.bu", "storage:\n  files:\n    - contents: {inline: \"K10aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa::server:abc\"}\n");
-        f.insert("nodes/a.yaml", "# token: abcdefabcdefabcdefabcdef (a comment)\nk3s_token: abcdefabcdefabcdefabcdef\n");
-        f.insert("secrets/cluster.age", "k3s_token: abcdefabcdefabcdefabcdef\n");
+        f.insert(
+            "nodes/a.yaml",
+            "# token: abcdefabcdefabcdefabcdef (a comment)\nk3s_token: abcdefabcdefabcdefabcdef\n",
+        );
+        f.insert(
+            "secrets/cluster.age",
+            "k3s_token: abcdefabcdefabcdefabcdef\n",
+        );
         let d = scan_plaintext_secrets(&f);
         let locs: Vec<String> = d.iter().map(|d| d.location.to_string()).collect();
         assert_eq!(locs, vec!["butane/x.bu:3:27", "nodes/a.yaml:2:1"]);

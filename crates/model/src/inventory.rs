@@ -129,7 +129,9 @@ fn default_kubeconfig_mode() -> String {
 }
 
 /// K3s packaged components that can be disabled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum K3sComponent {
     /// Traefik ingress.
@@ -239,7 +241,9 @@ pub struct RawWindow {
 }
 
 /// Days of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[allow(missing_docs)]
 pub enum Weekday {
@@ -343,7 +347,9 @@ pub struct RawNode {
 }
 
 /// Node roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Control plane with embedded etcd.
@@ -655,7 +661,8 @@ impl Ctx {
     }
 
     fn warn(&mut self, loc: Location, msg: impl Into<String>, hint: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(loc, msg).with_hint(hint));
+        self.diags
+            .push(Diagnostic::warning(loc, msg).with_hint(hint));
     }
 }
 
@@ -693,7 +700,11 @@ fn text_of<'a>(cx: &mut Ctx, files: &'a RepoFiles, path: &str) -> Option<&'a str
         Some(bytes) => match std::str::from_utf8(bytes) {
             Ok(t) => Some(t),
             Err(e) => {
-                let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+                let line = bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1;
                 cx.err(
                     Location::new(path, line, 1),
                     "the file is not valid UTF-8",
@@ -705,12 +716,21 @@ fn text_of<'a>(cx: &mut Ctx, files: &'a RepoFiles, path: &str) -> Option<&'a str
     }
 }
 
-fn parse_duration(cx: &mut Ctx, file: &str, v: &Option<Spanned<String>>, default: Duration) -> Duration {
+fn parse_duration(
+    cx: &mut Ctx,
+    file: &str,
+    v: &Option<Spanned<String>>,
+    default: Duration,
+) -> Duration {
     let Some(v) = v else { return default };
     match humantime::parse_duration(v) {
         Ok(d) if d > Duration::ZERO => d,
         Ok(_) => {
-            cx.err(location_of(file, v.span()), "a timeout must be longer than zero", None);
+            cx.err(
+                location_of(file, v.span()),
+                "a timeout must be longer than zero",
+                None,
+            );
             default
         }
         Err(e) => {
@@ -749,7 +769,8 @@ fn parse_cidr(cx: &mut Ctx, file: &str, v: &Spanned<String>, what: &str) -> Opti
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -811,7 +832,9 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
             cx.err(
                 location_of(file, raw.k3s.service_cidr.span()),
                 format!("service_cidr {b} overlaps cluster_cidr {a}"),
-                Some("K3s's defaults are 10.42.0.0/16 for pods and 10.43.0.0/16 for services".into()),
+                Some(
+                    "K3s's defaults are 10.42.0.0/16 for pods and 10.43.0.0/16 for services".into(),
+                ),
             );
         }
     }
@@ -821,7 +844,9 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
     let mut endpoints = Vec::new();
     for e in &raw.k3s.api_endpoints {
         match url::Url::parse(e) {
-            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => endpoints.push(e.trim_end_matches('/').to_string()),
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {
+                endpoints.push(e.trim_end_matches('/').to_string())
+            }
             _ => cx.err(
                 location_of(file, e.span()),
                 format!("API endpoint `{}` is not an https URL", e.as_str()),
@@ -843,8 +868,14 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
         _ => {
             cx.err(
                 location_of(file, raw.boot_server.url.span()),
-                format!("boot_server.url `{}` is not an http(s) URL", raw.boot_server.url.as_str()),
-                Some("write the address nodes reach Slipway at, like `http://192.168.1.2:8080`".into()),
+                format!(
+                    "boot_server.url `{}` is not an http(s) URL",
+                    raw.boot_server.url.as_str()
+                ),
+                Some(
+                    "write the address nodes reach Slipway at, like `http://192.168.1.2:8080`"
+                        .into(),
+                ),
             );
             String::new()
         }
@@ -857,7 +888,10 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
             cx.err(
                 location_of(file, k.span()),
                 "not an SSH public key",
-                Some("paste one whole line of a `.pub` file, like `ssh-ed25519 AAAA... you@laptop`".into()),
+                Some(
+                    "paste one whole line of a `.pub` file, like `ssh-ed25519 AAAA... you@laptop`"
+                        .into(),
+                ),
             );
         }
     }
@@ -902,16 +936,31 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
         };
         let length = parse_duration(cx, file, &Some(w.length.clone()), Duration::from_secs(3600));
         if length > Duration::from_secs(7 * 24 * 3600) {
-            cx.err(location_of(file, w.length.span()), "a window cannot be longer than a week", None);
+            cx.err(
+                location_of(file, w.length.span()),
+                "a window cannot be longer than a week",
+                None,
+            );
         }
         if w.time_zone.parse::<chrono_tz::Tz>().is_err() {
             let tz = w.time_zone.as_str();
             let hint = did_you_mean(tz, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
-                .map_or_else(|| "use an IANA name like `Europe/Paris` or `UTC`".to_string(), |s| format!("did you mean `{s}`?"));
-            cx.err(location_of(file, w.time_zone.span()), format!("unknown time zone `{tz}`"), Some(hint));
+                .map_or_else(
+                    || "use an IANA name like `Europe/Paris` or `UTC`".to_string(),
+                    |s| format!("did you mean `{s}`?"),
+                );
+            cx.err(
+                location_of(file, w.time_zone.span()),
+                format!("unknown time zone `{tz}`"),
+                Some(hint),
+            );
         }
         if w.days.is_empty() {
-            cx.err(location_of(file, w.start.span()), "a maintenance window needs at least one day", None);
+            cx.err(
+                location_of(file, w.start.span()),
+                "a maintenance window needs at least one day",
+                None,
+            );
         }
         windows.push(Window {
             days: w.days.iter().map(|d| **d).collect(),
@@ -927,8 +976,14 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
         Some(v) => {
             cx.err(
                 location_of(file, v.span()),
-                format!("Ignition spec version `{}` is not supported for generated configs", v.as_str()),
-                Some("use 3.3.0 (the default; FCOS and Debian's ignition read it), 3.4.0 or 3.5.0".into()),
+                format!(
+                    "Ignition spec version `{}` is not supported for generated configs",
+                    v.as_str()
+                ),
+                Some(
+                    "use 3.3.0 (the default; FCOS and Debian's ignition read it), 3.4.0 or 3.5.0"
+                        .into(),
+                ),
             );
             "3.3.0".into()
         }
@@ -972,11 +1027,15 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
 }
 
 fn is_k3s_version(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix('v') else { return false };
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
     let (ver, build) = rest.split_once('+').unwrap_or((rest, ""));
     let parts: Vec<&str> = ver.split('.').collect();
     parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && (build.is_empty() || build.starts_with("k3s"))
 }
 
@@ -1008,7 +1067,10 @@ fn check_disk(cx: &mut Ctx, file: &str, d: &Spanned<String>) {
     } else if !d.starts_with("/dev/disk/by-") {
         cx.warn(
             location_of(file, d.span()),
-            format!("install disk `{}` may change name between boots", d.as_str()),
+            format!(
+                "install disk `{}` may change name between boots",
+                d.as_str()
+            ),
             "prefer a stable path under /dev/disk/by-id/ or /dev/disk/by-path/",
         );
     }
@@ -1023,7 +1085,11 @@ struct NodeSpans {
     address: Option<Location>,
 }
 
-fn load_nodes(cx: &mut Ctx, files: &RepoFiles, cluster: Option<&Cluster>) -> Vec<(Node, NodeSpans)> {
+fn load_nodes(
+    cx: &mut Ctx,
+    files: &RepoFiles,
+    cluster: Option<&Cluster>,
+) -> Vec<(Node, NodeSpans)> {
     let mut out = Vec::new();
     let paths = files.list(NODES_DIR, ".yaml");
     for other in files.list(NODES_DIR, ".yml") {
@@ -1046,7 +1112,9 @@ fn load_nodes(cx: &mut Ctx, files: &RepoFiles, cluster: Option<&Cluster>) -> Vec
             );
             continue;
         }
-        let Some(text) = text_of(cx, files, file) else { continue };
+        let Some(text) = text_of(cx, files, file) else {
+            continue;
+        };
         let raw: RawNode = match crate::yaml::load(file, text) {
             Ok(r) => r,
             Err(ds) => {
@@ -1081,12 +1149,21 @@ fn validate_node(
     } else if short_name(host) != name {
         cx.warn(
             loc(raw.hostname.span()),
-            format!("the file is named `{name}` but the host's short name is `{}`", short_name(host)),
-            format!("rename the file to nodes/{}.yaml so names match everywhere", short_name(host)),
+            format!(
+                "the file is named `{name}` but the host's short name is `{}`",
+                short_name(host)
+            ),
+            format!(
+                "rename the file to nodes/{}.yaml so names match everywhere",
+                short_name(host)
+            ),
         );
     }
     let bootstrap = raw.bootstrap.as_ref().is_some_and(|b| **b);
-    let bootstrap_loc = raw.bootstrap.as_ref().map_or_else(|| loc(raw.role.span()), |b| loc(b.span()));
+    let bootstrap_loc = raw
+        .bootstrap
+        .as_ref()
+        .map_or_else(|| loc(raw.role.span()), |b| loc(b.span()));
     if bootstrap && *raw.role == Role::Agent {
         cx.err(
             bootstrap_loc.clone(),
@@ -1108,18 +1185,28 @@ fn validate_node(
         match m.parse::<MacAddr>() {
             Ok(mac) if mac.is_multicast() || mac.0 == [0; 6] => cx.err(
                 loc(m.span()),
-                format!("`{}` is not a NIC address (multicast or all zeros)", m.as_str()),
+                format!(
+                    "`{}` is not a NIC address (multicast or all zeros)",
+                    m.as_str()
+                ),
                 Some("copy the MAC from the machine's firmware or `ip link`".into()),
             ),
             Ok(mac) => {
                 macs.push(mac);
                 mac_locs.push(loc(m.span()));
             }
-            Err(e) => cx.err(loc(m.span()), format!("`{}` is not a MAC address", m.as_str()), Some(e.to_string())),
+            Err(e) => cx.err(
+                loc(m.span()),
+                format!("`{}` is not a MAC address", m.as_str()),
+                Some(e.to_string()),
+            ),
         }
     }
     let (network, address_loc) = validate_network(cx, file, &raw.network);
-    let install_disk = match (&raw.install_disk, cluster.and_then(|c| c.install_disk.clone())) {
+    let install_disk = match (
+        &raw.install_disk,
+        cluster.and_then(|c| c.install_disk.clone()),
+    ) {
         (Some(d), _) => {
             check_disk(cx, file, d);
             d.to_string()
@@ -1149,7 +1236,12 @@ fn validate_node(
         }
     }
     for (k, v) in &raw.labels {
-        if k.is_empty() || k.len() > 253 || v.len() > 63 || k.contains(char::is_whitespace) || v.contains(char::is_whitespace) {
+        if k.is_empty()
+            || k.len() > 253
+            || v.len() > 63
+            || k.contains(char::is_whitespace)
+            || v.contains(char::is_whitespace)
+        {
             cx.err(
                 Location::file(file),
                 format!("label `{k}={v}` is not a valid Kubernetes label"),
@@ -1165,12 +1257,29 @@ fn validate_node(
                 path: path.to_string(),
                 text: text.to_string(),
             }),
-            Some(_) => cx.err(loc(b.span()), format!("overlay `{path}` is not a `.bu` file"), None),
+            Some(_) => cx.err(
+                loc(b.span()),
+                format!("overlay `{path}` is not a `.bu` file"),
+                None,
+            ),
             None => {
-                let all: Vec<&str> = files.iter().map(|(p, _)| p).filter(|p| p.ends_with(".bu")).collect();
-                let hint = did_you_mean(path, all.iter().copied())
-                    .map_or_else(|| "paths are relative to the repository root, like `butane/nodes/lenovo1.bu`".to_string(), |s| format!("did you mean `{s}`?"));
-                cx.err(loc(b.span()), format!("overlay `{path}` does not exist"), Some(hint));
+                let all: Vec<&str> = files
+                    .iter()
+                    .map(|(p, _)| p)
+                    .filter(|p| p.ends_with(".bu"))
+                    .collect();
+                let hint = did_you_mean(path, all.iter().copied()).map_or_else(
+                    || {
+                        "paths are relative to the repository root, like `butane/nodes/lenovo1.bu`"
+                            .to_string()
+                    },
+                    |s| format!("did you mean `{s}`?"),
+                );
+                cx.err(
+                    loc(b.span()),
+                    format!("overlay `{path}` does not exist"),
+                    Some(hint),
+                );
             }
         }
     }
@@ -1209,9 +1318,13 @@ fn is_hostname(h: &str) -> bool {
 }
 
 fn is_taint(t: &str) -> bool {
-    let Some((kv, effect)) = t.rsplit_once(':') else { return false };
+    let Some((kv, effect)) = t.rsplit_once(':') else {
+        return false;
+    };
     let key = kv.split_once('=').map_or(kv, |(k, _)| k);
-    !key.is_empty() && !key.contains(char::is_whitespace) && matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+    !key.is_empty()
+        && !key.contains(char::is_whitespace)
+        && matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
 }
 
 fn validate_network(cx: &mut Ctx, file: &str, n: &RawNetwork) -> (Network, Option<Location>) {
@@ -1236,20 +1349,43 @@ fn validate_network(cx: &mut Ctx, file: &str, n: &RawNetwork) -> (Network, Optio
     let aloc = location_of(file, addr.span());
     let address = match addr.parse::<Ipv4Net>() {
         Ok(a) if a.prefix_len() > 30 => {
-            cx.err(aloc.clone(), format!("prefix /{} leaves no room for a gateway", a.prefix_len()), Some("use the prefix of the LAN, like /24".into()));
+            cx.err(
+                aloc.clone(),
+                format!("prefix /{} leaves no room for a gateway", a.prefix_len()),
+                Some("use the prefix of the LAN, like /24".into()),
+            );
             None
         }
         Ok(a) if a.addr() == a.network() || a.addr() == a.broadcast() => {
-            cx.err(aloc.clone(), format!("{} is the network or broadcast address of {}", a.addr(), a.trunc()), None);
+            cx.err(
+                aloc.clone(),
+                format!(
+                    "{} is the network or broadcast address of {}",
+                    a.addr(),
+                    a.trunc()
+                ),
+                None,
+            );
             None
         }
         Ok(a) => Some(a),
         Err(_) if addr.parse::<Ipv4Addr>().is_ok() => {
-            cx.err(aloc.clone(), format!("address `{}` has no prefix", addr.as_str()), Some(format!("write it with its prefix, like `{}/24`", addr.as_str())));
+            cx.err(
+                aloc.clone(),
+                format!("address `{}` has no prefix", addr.as_str()),
+                Some(format!(
+                    "write it with its prefix, like `{}/24`",
+                    addr.as_str()
+                )),
+            );
             None
         }
         Err(_) => {
-            cx.err(aloc.clone(), format!("`{}` is not an IPv4 address with prefix", addr.as_str()), Some("write it like `192.168.1.21/24`".into()));
+            cx.err(
+                aloc.clone(),
+                format!("`{}` is not an IPv4 address with prefix", addr.as_str()),
+                Some("write it like `192.168.1.21/24`".into()),
+            );
             None
         }
     };
@@ -1262,7 +1398,11 @@ fn validate_network(cx: &mut Ctx, file: &str, n: &RawNetwork) -> (Network, Optio
             Ok(gw) => {
                 if let Some(a) = address {
                     if gw == a.addr() {
-                        cx.err(location_of(file, g.span()), format!("the gateway {gw} is the node's own address"), Some("the gateway is the router's address".into()));
+                        cx.err(
+                            location_of(file, g.span()),
+                            format!("the gateway {gw} is the node's own address"),
+                            Some("the gateway is the router's address".into()),
+                        );
                     } else if !a.contains(&gw) {
                         cx.err(
                             location_of(file, g.span()),
@@ -1274,7 +1414,11 @@ fn validate_network(cx: &mut Ctx, file: &str, n: &RawNetwork) -> (Network, Optio
                 Some(gw)
             }
             Err(_) => {
-                cx.err(location_of(file, g.span()), format!("`{}` is not an IPv4 address", g.as_str()), None);
+                cx.err(
+                    location_of(file, g.span()),
+                    format!("`{}` is not an IPv4 address", g.as_str()),
+                    None,
+                );
                 None
             }
         },
@@ -1283,7 +1427,11 @@ fn validate_network(cx: &mut Ctx, file: &str, n: &RawNetwork) -> (Network, Optio
     for d in &n.dns {
         match d.parse::<IpAddr>() {
             Ok(ip) => dns.push(ip),
-            Err(_) => cx.err(location_of(file, d.span()), format!("DNS server `{}` is not an IP address", d.as_str()), None),
+            Err(_) => cx.err(
+                location_of(file, d.span()),
+                format!("DNS server `{}` is not an IP address", d.as_str()),
+                None,
+            ),
         }
     }
     match (address, gateway) {
@@ -1338,14 +1486,22 @@ fn check_duplicates(cx: &mut Ctx, nodes: &[(Node, NodeSpans)]) {
         }
         for (mac, loc) in n.macs.iter().zip(&s.macs) {
             if let Some(first) = macs.get(mac) {
-                cx.err(loc.clone(), format!("MAC {mac} is already used by {first}"), Some("each NIC belongs to one node".into()));
+                cx.err(
+                    loc.clone(),
+                    format!("MAC {mac} is already used by {first}"),
+                    Some("each NIC belongs to one node".into()),
+                );
             } else {
                 macs.insert(*mac, loc);
             }
         }
         if let (Some(ip), Some(loc)) = (n.network.address(), &s.address) {
             if let Some(first) = ips.get(&ip) {
-                cx.err(loc.clone(), format!("address {ip} is already used by {first}"), None);
+                cx.err(
+                    loc.clone(),
+                    format!("address {ip} is already used by {first}"),
+                    None,
+                );
             } else {
                 ips.insert(ip, loc);
             }
@@ -1354,14 +1510,20 @@ fn check_duplicates(cx: &mut Ctx, nodes: &[(Node, NodeSpans)]) {
 }
 
 fn check_roles(cx: &mut Ctx, nodes: &[(Node, NodeSpans)]) {
-    let servers: Vec<&(Node, NodeSpans)> = nodes.iter().filter(|(n, _)| n.role == Role::Server).collect();
+    let servers: Vec<&(Node, NodeSpans)> = nodes
+        .iter()
+        .filter(|(n, _)| n.role == Role::Server)
+        .collect();
     let agents = nodes.len() - servers.len();
     let bootstraps: Vec<&(Node, NodeSpans)> = nodes.iter().filter(|(n, _)| n.bootstrap).collect();
     if !servers.is_empty() && bootstraps.is_empty() {
         cx.err(
             servers[0].1.role.clone(),
             "no server has `bootstrap: true`: nothing would initialise the cluster",
-            Some(format!("set `bootstrap: true` on exactly one server, e.g. in {}", servers[0].0.file)),
+            Some(format!(
+                "set `bootstrap: true` on exactly one server, e.g. in {}",
+                servers[0].0.file
+            )),
         );
     }
     if bootstraps.len() > 1 {
@@ -1369,7 +1531,11 @@ fn check_roles(cx: &mut Ctx, nodes: &[(Node, NodeSpans)]) {
         for (_, s) in &bootstraps[1..] {
             cx.err(
                 s.bootstrap.clone(),
-                format!("{} servers have `bootstrap: true` ({}): two would start two separate clusters", bootstraps.len(), names.join(", ")),
+                format!(
+                    "{} servers have `bootstrap: true` ({}): two would start two separate clusters",
+                    bootstraps.len(),
+                    names.join(", ")
+                ),
                 Some("keep `bootstrap: true` on exactly one server".into()),
             );
         }

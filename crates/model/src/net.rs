@@ -28,7 +28,9 @@ pub struct MacParseError;
 
 impl fmt::Display for MacParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a MAC address is six hex octets separated by `:` or `-`, like 52:54:00:12:34:56")
+        f.write_str(
+            "a MAC address is six hex octets separated by `:` or `-`, like 52:54:00:12:34:56",
+        )
     }
 }
 
@@ -96,9 +98,19 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "52:54:00:ab:cd:01");
         assert_eq!(a.hyphenated(), "52-54-00-ab-cd-01");
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:01:02", "5:54:00:ab:cd:01", "zz:54:00:ab:cd:01", "52:54-00:ab:cd:01"] {
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:01:02",
+            "5:54:00:ab:cd:01",
+            "zz:54:00:ab:cd:01",
+            "52:54-00:ab:cd:01",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
-        assert!("01:00:5e:00:00:01".parse::<MacAddr>().unwrap().is_multicast());
+        assert!("01:00:5e:00:00:01"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_multicast());
     }
 }

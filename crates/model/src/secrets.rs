@@ -77,7 +77,9 @@ impl SecretMap {
             let literal_ok = v.ends_with('\n')
                 && !body.is_empty()
                 && !body.ends_with('\n')
-                && body.lines().all(|l| !l.is_empty() && !l.starts_with([' ', '\t']) && !l.ends_with([' ', '\t']));
+                && body.lines().all(|l| {
+                    !l.is_empty() && !l.starts_with([' ', '\t']) && !l.ends_with([' ', '\t'])
+                });
             if literal_ok {
                 // Multi-line values (keys, certificates) as literal blocks, readable in an editor.
                 out.push_str(&format!("{k}: |\n"));
@@ -97,8 +99,11 @@ impl SecretMap {
     pub fn from_yaml(file: &str, text: &str) -> Result<Self, Diagnostic> {
         let where_ = |line: usize, column: usize| Location::new(file, line, column);
         let bad = |loc| {
-            Diagnostic::error(loc, "the decrypted content is not a YAML mapping of names to string values")
-                .with_hint(format!("fix it with `slipway secrets edit {file}`"))
+            Diagnostic::error(
+                loc,
+                "the decrypted content is not a YAML mapping of names to string values",
+            )
+            .with_hint(format!("fix it with `slipway secrets edit {file}`"))
         };
         let node = crate::yaml::parse(file, text).map_err(|d| bad(d.location))?;
         let map = node.as_mapping().ok_or_else(|| bad(where_(1, 1)))?;
@@ -163,16 +168,20 @@ pub fn parse_recipients(file: &str, text: &str) -> Result<Vec<Recipient>, Vec<Di
             match age::x25519::Recipient::from_str(trimmed) {
                 Ok(r) => out.push(Recipient::X25519(r)),
                 Err(_) => errs.push(
-                    Diagnostic::error(loc, "not a valid age public key")
-                        .with_hint("copy the `age1...` line that `age-keygen` printed as `Public key:`"),
+                    Diagnostic::error(loc, "not a valid age public key").with_hint(
+                        "copy the `age1...` line that `age-keygen` printed as `Public key:`",
+                    ),
                 ),
             }
         } else if trimmed.starts_with("ssh-") {
             match age::ssh::Recipient::from_str(trimmed) {
                 Ok(r) => out.push(Recipient::Ssh(Box::new(r))),
                 Err(_) => errs.push(
-                    Diagnostic::error(loc, "not a usable SSH public key (age supports ssh-ed25519 and ssh-rsa)")
-                        .with_hint("paste the whole line of the `.pub` file"),
+                    Diagnostic::error(
+                        loc,
+                        "not a usable SSH public key (age supports ssh-ed25519 and ssh-rsa)",
+                    )
+                    .with_hint("paste the whole line of the `.pub` file"),
                 ),
             }
         } else {
@@ -184,8 +193,11 @@ pub fn parse_recipients(file: &str, text: &str) -> Result<Vec<Recipient>, Vec<Di
     }
     if out.is_empty() && errs.is_empty() {
         errs.push(
-            Diagnostic::error(Location::file(file), "no recipients: secrets would be encrypted to nobody")
-                .with_hint("add your age public key (`age-keygen -y KEYFILE` prints it)"),
+            Diagnostic::error(
+                Location::file(file),
+                "no recipients: secrets would be encrypted to nobody",
+            )
+            .with_hint("add your age public key (`age-keygen -y KEYFILE` prints it)"),
         );
     }
     if errs.is_empty() {
@@ -229,7 +241,8 @@ impl Identities {
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            let key = age::x25519::Identity::from_str(t).map_err(|_| IdentityError::BadLine { line: i + 1 })?;
+            let key = age::x25519::Identity::from_str(t)
+                .map_err(|_| IdentityError::BadLine { line: i + 1 })?;
             keys.push(key);
         }
         if keys.is_empty() {
@@ -245,7 +258,10 @@ impl Identities {
 
     /// The public keys of these identities, for messages.
     pub fn public_keys(&self) -> Vec<String> {
-        self.keys.iter().map(|k| k.to_public().to_string()).collect()
+        self.keys
+            .iter()
+            .map(|k| k.to_public().to_string())
+            .collect()
     }
 
     fn as_dyn(&self) -> impl Iterator<Item = &dyn age::Identity> {
@@ -313,8 +329,11 @@ pub fn encrypt(plaintext: &[u8], recipients: &[Recipient]) -> Result<Vec<u8>, En
     let mut out = Vec::new();
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
         .map_err(|e| EncryptError::Age(e.to_string()))?;
-    let mut w = enc.wrap_output(armor).map_err(|e| EncryptError::Age(e.to_string()))?;
-    w.write_all(plaintext).map_err(|e| EncryptError::Age(e.to_string()))?;
+    let mut w = enc
+        .wrap_output(armor)
+        .map_err(|e| EncryptError::Age(e.to_string()))?;
+    w.write_all(plaintext)
+        .map_err(|e| EncryptError::Age(e.to_string()))?;
     w.finish()
         .and_then(|a| a.finish())
         .map_err(|e| EncryptError::Age(e.to_string()))?;
@@ -357,7 +376,8 @@ mod tests {
 
     #[test]
     fn bad_secret_yaml_does_not_quote_content() {
-        let e = SecretMap::from_yaml("secrets/cluster.age", "k3s_token: [hunter2secret\n").unwrap_err();
+        let e =
+            SecretMap::from_yaml("secrets/cluster.age", "k3s_token: [hunter2secret\n").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
@@ -367,7 +387,10 @@ mod tests {
         let text = format!("# admins\n{key}\n  age1notakey\nfoo\n");
         let e = parse_recipients(".slipway/recipients", &text).unwrap_err();
         let locs: Vec<String> = e.iter().map(|d| d.location.to_string()).collect();
-        assert_eq!(locs, vec![".slipway/recipients:3:3", ".slipway/recipients:4:1"]);
+        assert_eq!(
+            locs,
+            vec![".slipway/recipients:3:3", ".slipway/recipients:4:1"]
+        );
         assert_eq!(parse_recipients("r", &format!("{key}\n")).unwrap().len(), 1);
         assert!(parse_recipients("r", "# nothing\n").is_err());
     }
@@ -384,6 +407,12 @@ mod tests {
         let listed = vec![Recipient::X25519(owner.to_public())];
         let e = decrypt("f", &out, &Identities::from_keys(vec![stranger]), &listed).unwrap_err();
         assert!(e.message.contains("not one of the recipients"), "{e}");
-        assert!(e.hint.as_ref().unwrap().contains(&owner.to_public().to_string()), "{e}");
+        assert!(
+            e.hint
+                .as_ref()
+                .unwrap()
+                .contains(&owner.to_public().to_string()),
+            "{e}"
+        );
     }
 }

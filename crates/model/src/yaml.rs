@@ -83,21 +83,37 @@ fn load_error(file: &str, e: marked_yaml::LoadError) -> Diagnostic {
             Diagnostic::error(at(&m), "the top level of this file must be a mapping")
                 .with_hint("write `key: value` lines at the top level, not a list or a bare value")
         }
-        L::UnexpectedAnchor(m) => Diagnostic::error(at(&m), "YAML anchors and aliases are not supported")
-            .with_hint("write the value out in full"),
+        L::UnexpectedAnchor(m) => {
+            Diagnostic::error(at(&m), "YAML anchors and aliases are not supported")
+                .with_hint("write the value out in full")
+        }
         L::MappingKeyMustBeScalar(m) => {
             Diagnostic::error(at(&m), "a mapping key must be a plain string")
         }
         L::UnexpectedTag(m) => Diagnostic::error(at(&m), "YAML tags (`!tag`) are not supported")
             .with_hint("remove the tag; quote the value if it should be a string"),
-        L::ScanError(m, se) => Diagnostic::error(at(&m), format!("YAML syntax error: {}", scan_message(&se)))
-            .with_hint("check indentation (spaces, not tabs) and quoting around this point"),
+        L::ScanError(m, se) => {
+            Diagnostic::error(at(&m), format!("YAML syntax error: {}", scan_message(&se)))
+                .with_hint("check indentation (spaces, not tabs) and quoting around this point")
+        }
         L::DuplicateKey(inner) => {
-            let prev = inner.prev_key.span().start().map(|m| format!(" (first defined at line {})", m.line()));
-            let loc = inner.key.span().start().map_or_else(|| Location::file(file), at);
+            let prev = inner
+                .prev_key
+                .span()
+                .start()
+                .map(|m| format!(" (first defined at line {})", m.line()));
+            let loc = inner
+                .key
+                .span()
+                .start()
+                .map_or_else(|| Location::file(file), at);
             Diagnostic::error(
                 loc,
-                format!("duplicate key `{}`{}", inner.key.as_str(), prev.unwrap_or_default()),
+                format!(
+                    "duplicate key `{}`{}",
+                    inner.key.as_str(),
+                    prev.unwrap_or_default()
+                ),
             )
             .with_hint("keep one of the two entries")
         }
@@ -122,7 +138,10 @@ fn missing_field(err: &YamlError) -> Option<String> {
 }
 
 fn describe(file: &str, err: &YamlError, mark: Option<Marker>) -> Diagnostic {
-    let loc = mark.map_or_else(|| Location::file(file), |m| Location::new(file, m.line(), m.column()));
+    let loc = mark.map_or_else(
+        || Location::file(file),
+        |m| Location::new(file, m.line(), m.column()),
+    );
     match err {
         YamlError::UnknownFieldError(field, expected, _) => {
             let d = Diagnostic::error(loc, format!("unknown key `{field}`"));
@@ -135,14 +154,19 @@ fn describe(file: &str, err: &YamlError, mark: Option<Marker>) -> Diagnostic {
         YamlError::NotBoolean(_) => {
             Diagnostic::error(loc, "expected a boolean").with_hint("write `true` or `false`")
         }
-        YamlError::IntegerParseFailure(e, _) => Diagnostic::error(loc, format!("expected a whole number: {e}")),
-        YamlError::FloatParseFailure(e, _) => Diagnostic::error(loc, format!("expected a number: {e}")),
+        YamlError::IntegerParseFailure(e, _) => {
+            Diagnostic::error(loc, format!("expected a whole number: {e}"))
+        }
+        YamlError::FloatParseFailure(e, _) => {
+            Diagnostic::error(loc, format!("expected a number: {e}"))
+        }
         YamlError::Other(msg, _) => Diagnostic::error(loc, msg.clone()),
     }
 }
 
 fn starts_at(span: &Span, m: Marker) -> bool {
-    span.start().is_some_and(|s| s.line() == m.line() && s.column() == m.column())
+    span.start()
+        .is_some_and(|s| s.line() == m.line() && s.column() == m.column())
 }
 
 /// Remove the innermost mapping entry or sequence item located at `m`.
@@ -244,7 +268,10 @@ fn find_key(node: &Node, m: Option<Marker>, field: &str) -> Option<Marker> {
                 }
             }
             if m.is_none_or(|m| starts_at(node.span(), m)) {
-                return map.keys().find(|k| k.as_str() == field).and_then(|k| k.span().start().copied());
+                return map
+                    .keys()
+                    .find(|k| k.as_str() == field)
+                    .and_then(|k| k.span().start().copied());
             }
             None
         }
@@ -255,8 +282,10 @@ fn find_key(node: &Node, m: Option<Marker>, field: &str) -> Option<Marker> {
 
 /// The location of a spanned value, or the start of the file when the span is blank.
 pub fn location_of(file: &str, span: &Span) -> Location {
-    span.start()
-        .map_or_else(|| Location::file(file), |m| Location::new(file, m.line(), m.column()))
+    span.start().map_or_else(
+        || Location::file(file),
+        |m| Location::new(file, m.line(), m.column()),
+    )
 }
 
 #[cfg(test)]
@@ -297,7 +326,11 @@ mod tests {
 
     #[test]
     fn good_document_loads() {
-        let d: Doc = load("n.yaml", "hostname: a\nport: 22\nnet: {address: x, prefix: 24}\n").unwrap();
+        let d: Doc = load(
+            "n.yaml",
+            "hostname: a\nport: 22\nnet: {address: x, prefix: 24}\n",
+        )
+        .unwrap();
         assert_eq!(d.port, Some(22));
     }
 
@@ -331,10 +364,16 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("n.yaml:2:"), "{e:?}");
         let e = errs("hostname: a\nport: 1\nhostname: b\n");
-        assert_eq!(e, vec!["n.yaml:3:1|duplicate key `hostname` (first defined at line 1)"]);
+        assert_eq!(
+            e,
+            vec!["n.yaml:3:1|duplicate key `hostname` (first defined at line 1)"]
+        );
         let e = errs("");
         assert_eq!(e, vec!["n.yaml:1:1|the file is empty"]);
         let e = errs("- a\n- b\n");
-        assert_eq!(e, vec!["n.yaml:1:1|the top level of this file must be a mapping"]);
+        assert_eq!(
+            e,
+            vec!["n.yaml:1:1|the top level of this file must be a mapping"]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `check_repo` must never panic, whatever the files say: arbitrary text, and real files
 //! of the example repository with random edits (the kind of damage a typo does).
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
@@ -18,7 +18,11 @@ fn example() -> RepoFiles {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 files.insert(rel, std::fs::read(&p).unwrap());
             }
         }
@@ -26,7 +30,12 @@ fn example() -> RepoFiles {
     files
 }
 
-const TARGETS: [&str; 4] = ["cluster.yaml", "nodes/lenovo1.yaml", "nodes/worker2.yaml", "butane/common.bu"];
+const TARGETS: [&str; 4] = [
+    "cluster.yaml",
+    "nodes/lenovo1.yaml",
+    "nodes/worker2.yaml",
+    "butane/common.bu",
+];
 
 #[derive(Debug, Clone)]
 enum Edit {
@@ -37,7 +46,8 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (any::<usize>(), "[ -~\n\t\\[\\]{}:'\"#&*!|>%@`-]{1,8}").prop_map(|(i, s)| Edit::Insert(i, s)),
+        (any::<usize>(), "[ -~\n\t\\[\\]{}:'\"#&*!|>%@`-]{1,8}")
+            .prop_map(|(i, s)| Edit::Insert(i, s)),
         (any::<usize>(), 1usize..20).prop_map(|(i, n)| Edit::Delete(i, n)),
         (any::<usize>(), prop::char::any()).prop_map(|(i, c)| Edit::Replace(i, c)),
     ]

@@ -8,8 +8,10 @@ use slipway_model::secrets::Identities;
 /// Load the identity file, if one was given (`--identity` or `SLIPWAY_AGE_IDENTITY`).
 pub fn load(path: Option<&Path>) -> Result<Option<Identities>> {
     let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading identity {}", path.display()))?;
-    let ids = Identities::parse(&text).with_context(|| format!("reading identity {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading identity {}", path.display()))?;
+    let ids =
+        Identities::parse(&text).with_context(|| format!("reading identity {}", path.display()))?;
     Ok(Some(ids))
 }
 

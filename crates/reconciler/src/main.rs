@@ -44,7 +44,9 @@ fn init_logging(verbose: u8, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -52,14 +54,22 @@ fn init_logging(verbose: u8, format: LogFormat) {
 }
 
 fn schema(out: Option<&std::path::Path>) -> Result<ExitCode> {
-    let cluster = serde_json::to_string_pretty(&schemars::schema_for!(slipway_model::inventory::RawCluster))?;
-    let node = serde_json::to_string_pretty(&schemars::schema_for!(slipway_model::inventory::RawNode))?;
+    let cluster =
+        serde_json::to_string_pretty(&schemars::schema_for!(slipway_model::inventory::RawCluster))?;
+    let node =
+        serde_json::to_string_pretty(&schemars::schema_for!(slipway_model::inventory::RawNode))?;
     match out {
         Some(dir) => {
-            repo_fs::write_atomic(&dir.join("cluster.schema.json"), format!("{cluster}\n").as_bytes())
-                .context("writing cluster.schema.json")?;
-            repo_fs::write_atomic(&dir.join("node.schema.json"), format!("{node}\n").as_bytes())
-                .context("writing node.schema.json")?;
+            repo_fs::write_atomic(
+                &dir.join("cluster.schema.json"),
+                format!("{cluster}\n").as_bytes(),
+            )
+            .context("writing cluster.schema.json")?;
+            repo_fs::write_atomic(
+                &dir.join("node.schema.json"),
+                format!("{node}\n").as_bytes(),
+            )
+            .context("writing node.schema.json")?;
         }
         None => println!("{cluster}\n{node}"),
     }

@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use rand::RngCore;
 use slipway_model::inventory;
 use slipway_model::secrets::{
-    self, node_secrets_path, Identities, Recipient, Secret, SecretMap, CLUSTER_SECRETS, HOST_KEY_KEY,
-    K3S_TOKEN_KEY, RECIPIENTS_FILE,
+    self, node_secrets_path, Identities, Recipient, Secret, SecretMap, CLUSTER_SECRETS,
+    HOST_KEY_KEY, K3S_TOKEN_KEY, RECIPIENTS_FILE,
 };
 use zeroize::Zeroizing;
 
@@ -37,7 +37,8 @@ pub fn run(cmd: &SecretsCommand) -> Result<ExitCode> {
 
 fn recipients(repo: &Path) -> Result<Vec<Recipient>> {
     let path = repo.join(RECIPIENTS_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     secrets::parse_recipients(RECIPIENTS_FILE, &text).map_err(|ds| {
         let lines: Vec<String> = ds.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
@@ -45,7 +46,12 @@ fn recipients(repo: &Path) -> Result<Vec<Recipient>> {
 }
 
 /// Decrypt an existing secrets file into a map; a missing file is an empty map.
-fn open_map(repo: &Path, rel: &str, ids: &Identities, recips: &[Recipient]) -> Result<Option<SecretMap>> {
+fn open_map(
+    repo: &Path,
+    rel: &str,
+    ids: &Identities,
+    recips: &[Recipient],
+) -> Result<Option<SecretMap>> {
     let path = repo.join(rel);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -54,11 +60,14 @@ fn open_map(repo: &Path, rel: &str, ids: &Identities, recips: &[Recipient]) -> R
     };
     let plain = secrets::decrypt(rel, &bytes, ids, recips).map_err(|d| anyhow::anyhow!("{d}"))?;
     let text = std::str::from_utf8(&plain).with_context(|| format!("reading {rel}: not UTF-8"))?;
-    Ok(Some(SecretMap::from_yaml(rel, text).map_err(|d| anyhow::anyhow!("{d}"))?))
+    Ok(Some(
+        SecretMap::from_yaml(rel, text).map_err(|d| anyhow::anyhow!("{d}"))?,
+    ))
 }
 
 fn seal(repo: &Path, rel: &str, map: &SecretMap, recips: &[Recipient]) -> Result<()> {
-    let bytes = secrets::encrypt(map.to_yaml().as_bytes(), recips).with_context(|| format!("encrypting {rel}"))?;
+    let bytes = secrets::encrypt(map.to_yaml().as_bytes(), recips)
+        .with_context(|| format!("encrypting {rel}"))?;
     repo_fs::write_atomic(&repo.join(rel), &bytes)
 }
 
@@ -77,7 +86,9 @@ fn generate(args: &RepoArgs) -> Result<ExitCode> {
     if cluster.get(K3S_TOKEN_KEY).is_none() {
         let mut raw = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(raw.as_mut());
-        cluster.0.insert(K3S_TOKEN_KEY.into(), Secret::new(hex::encode(raw.as_ref())));
+        cluster
+            .0
+            .insert(K3S_TOKEN_KEY.into(), Secret::new(hex::encode(raw.as_ref())));
         seal(repo, CLUSTER_SECRETS, &cluster, &recips)?;
         println!("created {K3S_TOKEN_KEY} in {CLUSTER_SECRETS}");
         created += 1;
@@ -88,14 +99,20 @@ fn generate(args: &RepoArgs) -> Result<ExitCode> {
         if map.get(HOST_KEY_KEY).is_some() {
             continue;
         }
-        let mut key = ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519)
-            .context("generating an SSH host key")?;
+        let mut key =
+            ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519)
+                .context("generating an SSH host key")?;
         key.set_comment(format!("root@{}", node.hostname));
-        let pem = key.to_openssh(ssh_key::LineEnding::LF).context("encoding an SSH host key")?;
+        let pem = key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .context("encoding an SSH host key")?;
         let fingerprint = key.public_key().fingerprint(ssh_key::HashAlg::Sha256);
         map.0.insert(HOST_KEY_KEY.into(), Secret::new(pem.as_str()));
         seal(repo, &rel, &map, &recips)?;
-        println!("created SSH host key {fingerprint} for {} in {rel}", node.name);
+        println!(
+            "created SSH host key {fingerprint} for {} in {rel}",
+            node.name
+        );
         created += 1;
     }
     if created == 0 {
@@ -107,8 +124,12 @@ fn generate(args: &RepoArgs) -> Result<ExitCode> {
 fn read_input(input: Option<&Path>) -> Result<Zeroizing<String>> {
     let mut s = Zeroizing::new(String::new());
     match input {
-        None => std::io::stdin().read_to_string(&mut s).context("reading stdin")?,
-        Some(p) if p == Path::new("-") => std::io::stdin().read_to_string(&mut s).context("reading stdin")?,
+        None => std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?,
+        Some(p) if p == Path::new("-") => std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?,
         Some(p) => std::fs::File::open(p)
             .and_then(|mut f| f.read_to_string(&mut s))
             .with_context(|| format!("reading {}", p.display()))?,
@@ -127,15 +148,23 @@ fn encrypt(repo: &Path, input: Option<&Path>, file: &Path) -> Result<ExitCode> {
     let map = SecretMap::from_yaml(&rel_name(file), &text).map_err(|d| anyhow::anyhow!("{d}"))?;
     let bytes = secrets::encrypt(map.to_yaml().as_bytes(), &recips).context("encrypting")?;
     repo_fs::write_atomic(file, &bytes)?;
-    println!("encrypted {} value(s) to {} recipient(s) into {}", map.0.len(), recips.len(), file.display());
+    println!(
+        "encrypted {} value(s) to {} recipient(s) into {}",
+        map.0.len(),
+        recips.len(),
+        file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn decrypt(identity: Option<&Path>, file: &Path) -> Result<ExitCode> {
     let ids = identity::require(identity)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let plain = secrets::decrypt(&rel_name(file), &bytes, &ids, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
-    std::io::stdout().write_all(&plain).context("writing stdout")?;
+    let plain =
+        secrets::decrypt(&rel_name(file), &bytes, &ids, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
+    std::io::stdout()
+        .write_all(&plain)
+        .context("writing stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -164,16 +193,25 @@ fn rekey(args: &RepoArgs) -> Result<ExitCode> {
 
 /// A private folder for plaintext, on a RAM-backed file system when there is one.
 fn private_dir() -> Result<tempfile::TempDir> {
-    let candidates: Vec<PathBuf> = [std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), Some("/dev/shm".into())]
-        .into_iter()
-        .flatten()
-        .chain(std::iter::once(std::env::temp_dir()))
-        .collect();
+    let candidates: Vec<PathBuf> = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some("/dev/shm".into()),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(std::iter::once(std::env::temp_dir()))
+    .collect();
     for base in candidates {
-        if let Ok(d) = tempfile::Builder::new().prefix("slipway-secret-").tempdir_in(&base) {
+        if let Ok(d) = tempfile::Builder::new()
+            .prefix("slipway-secret-")
+            .tempdir_in(&base)
+        {
             #[cfg(unix)]
-            std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .context("making the plaintext folder private")?;
+            std::fs::set_permissions(
+                d.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .context("making the plaintext folder private")?;
             return Ok(d);
         }
     }
@@ -198,12 +236,16 @@ fn edit(args: &RepoArgs, file: &Path) -> Result<ExitCode> {
     let ids = identity::require(args.identity.as_deref())?;
     let rel = rel_name(file);
     let existing = match std::fs::read(file) {
-        Ok(bytes) => Some(secrets::decrypt(&rel, &bytes, &ids, &recips).map_err(|d| anyhow::anyhow!("{d}"))?),
+        Ok(bytes) => Some(
+            secrets::decrypt(&rel, &bytes, &ids, &recips).map_err(|d| anyhow::anyhow!("{d}"))?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
     };
     let dir = private_dir()?;
-    let stem = file.file_stem().map_or_else(|| "secrets".into(), |s| s.to_string_lossy().into_owned());
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "secrets".into(), |s| s.to_string_lossy().into_owned());
     let plain_path = dir.path().join(format!("{stem}.yaml"));
     let _scrub = Scrub(plain_path.clone());
     {
@@ -211,12 +253,15 @@ fn edit(args: &RepoArgs, file: &Path) -> Result<ExitCode> {
         opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&plain_path).context("creating the private plaintext file")?;
+        let mut f = opts
+            .open(&plain_path)
+            .context("creating the private plaintext file")?;
         let initial: &[u8] = match &existing {
             Some(p) => p,
             None => b"# One secret per line: name: value\n",
         };
-        f.write_all(initial).context("writing the private plaintext file")?;
+        f.write_all(initial)
+            .context("writing the private plaintext file")?;
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -238,17 +283,27 @@ fn edit(args: &RepoArgs, file: &Path) -> Result<ExitCode> {
         bail!("interrupted: {} was not changed", file.display());
     }
     if !status.success() {
-        bail!("the editor exited with {status}: {} was not changed", file.display());
+        bail!(
+            "the editor exited with {status}: {} was not changed",
+            file.display()
+        );
     }
-    let edited = Zeroizing::new(std::fs::read(&plain_path).context("reading back the edited file")?);
+    let edited =
+        Zeroizing::new(std::fs::read(&plain_path).context("reading back the edited file")?);
     if existing.as_ref().is_some_and(|e| e[..] == edited[..]) {
         println!("no changes: {} left as it was", file.display());
         return Ok(ExitCode::SUCCESS);
     }
     let text = std::str::from_utf8(&edited).context("the edited file is not UTF-8")?;
-    let map = SecretMap::from_yaml(&rel, text).map_err(|d| anyhow::anyhow!("{d}\n{} was not changed", file.display()))?;
+    let map = SecretMap::from_yaml(&rel, text)
+        .map_err(|d| anyhow::anyhow!("{d}\n{} was not changed", file.display()))?;
     let bytes = secrets::encrypt(map.to_yaml().as_bytes(), &recips).context("encrypting")?;
     repo_fs::write_atomic(file, &bytes)?;
-    println!("encrypted {} value(s) to {} recipient(s) into {}", map.0.len(), recips.len(), file.display());
+    println!(
+        "encrypted {} value(s) to {} recipient(s) into {}",
+        map.0.len(),
+        recips.len(),
+        file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

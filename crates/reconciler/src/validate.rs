@@ -38,7 +38,11 @@ pub fn run(args: &RepoArgs, output: Output) -> Result<ExitCode> {
             println!("{}", summary(&checked));
         }
     }
-    Ok(if d.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if d.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Read the repository, load the identity and check everything.
@@ -70,7 +74,11 @@ fn summary(c: &Checked) -> String {
                 + inv.overlays.server.len()
                 + inv.overlays.agent.len()
                 + inv.nodes.iter().map(|n| n.overlays.len()).sum::<usize>();
-            let secrets = if c.secrets.is_some() { "secrets decrypted" } else { "secrets not decrypted" };
+            let secrets = if c.secrets.is_some() {
+                "secrets decrypted"
+            } else {
+                "secrets not decrypted"
+            };
             format!(
                 "ok: cluster {}: {} ({} servers, {} agents), {}, {secrets}{warnings}",
                 inv.cluster.name,

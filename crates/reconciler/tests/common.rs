@@ -1,12 +1,15 @@
 //! Helpers shared by the binary's integration tests.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The example repository.
@@ -44,13 +47,17 @@ pub fn example_copy() -> (tempfile::TempDir, PathBuf) {
 /// The `slipway` binary under test, with a clean environment.
 pub fn slipway() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
-    c.env_remove("SLIPWAY_AGE_IDENTITY").env_remove("RUST_LOG").env("NO_COLOR", "1");
+    c.env_remove("SLIPWAY_AGE_IDENTITY")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
     c
 }
 
 /// Run and capture, with stdin closed.
 pub fn run(mut c: Command) -> Output {
-    c.stdin(std::process::Stdio::null()).output().expect("running slipway")
+    c.stdin(std::process::Stdio::null())
+        .output()
+        .expect("running slipway")
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -59,7 +66,11 @@ pub fn text(b: &[u8]) -> String {
 
 /// Fail loudly when a tool the test needs is missing.
 pub fn require_tool(name: &str) -> PathBuf {
-    let out = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "required tool `{name}` is missing: run ./tests/run (it installs the Debian packages the tests need)"

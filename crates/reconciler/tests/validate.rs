@@ -1,7 +1,7 @@
 //! `slipway validate` against fixture repos: one fixture per validation error, each
 //! asserting the exact message and location. A fixture (tests/fixtures/validate/*.yaml)
 //! patches a copy of cluster-repo-example and lists the lines the report must contain.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -39,7 +39,10 @@ fn apply(repo: &Path, f: &Fixture) {
         let p = repo.join(file);
         let mut s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{file}: {e}"));
         for (from, to) in reps {
-            assert!(s.contains(from.as_str()), "fixture patch: `{from}` not found in {file}");
+            assert!(
+                s.contains(from.as_str()),
+                "fixture patch: `{from}` not found in {file}"
+            );
             s = s.replacen(from.as_str(), to, 1);
         }
         std::fs::write(&p, s).unwrap();
@@ -57,7 +60,10 @@ fn apply(repo: &Path, f: &Fixture) {
 #[test]
 fn example_repo_is_valid() {
     let mut c = slipway();
-    c.args(["validate", "--repo"]).arg(example_repo()).arg("--identity").arg(demo_identity());
+    c.args(["validate", "--repo"])
+        .arg(example_repo())
+        .arg("--identity")
+        .arg(demo_identity());
     let out = run(c);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
@@ -74,15 +80,25 @@ fn without_identity_secrets_are_not_checked_but_structure_is() {
     let out = run(c);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("warning: secrets were not decrypted: no identity given"), "{stdout}");
+    assert!(
+        stdout.contains("warning: secrets were not decrypted: no identity given"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn every_validation_fixture() {
     let dir = workspace().join("tests/fixtures/validate");
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    assert!(entries.len() >= 20, "fixtures missing from {}", dir.display());
+    assert!(
+        entries.len() >= 20,
+        "fixtures missing from {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for path in entries {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -104,7 +120,10 @@ fn every_validation_fixture() {
             None => demo_identity(),
         };
         let mut c = slipway();
-        c.args(["validate", "--repo"]).arg(&repo).arg("--identity").arg(identity);
+        c.args(["validate", "--repo"])
+            .arg(&repo)
+            .arg("--identity")
+            .arg(identity);
         let out = run(c);
         let stdout = text(&out.stdout);
         let lines: Vec<&str> = stdout.lines().collect();
@@ -125,13 +144,19 @@ fn every_validation_fixture() {
         let want_errors = f.expect.iter().filter(|l| l.contains(": error: ")).count();
         let got_errors = lines.iter().filter(|l| l.contains(": error: ")).count();
         if got_errors != want_errors {
-            problems.push(format!("{got_errors} errors reported, {want_errors} expected"));
+            problems.push(format!(
+                "{got_errors} errors reported, {want_errors} expected"
+            ));
         }
         if stdout.contains("panicked") || text(&out.stderr).contains("panicked") {
             problems.push("panicked".into());
         }
         if !problems.is_empty() {
-            failures.push(format!("{name}:\n  {}\n--- output:\n{stdout}{}", problems.join("\n  "), text(&out.stderr)));
+            failures.push(format!(
+                "{name}:\n  {}\n--- output:\n{stdout}{}",
+                problems.join("\n  "),
+                text(&out.stderr)
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -141,16 +166,24 @@ fn every_validation_fixture() {
 fn json_report_is_versioned_and_lists_locations() {
     let (_t, repo) = example_copy();
     let p = repo.join("nodes/worker1.yaml");
-    let s = std::fs::read_to_string(&p).unwrap().replace("role: agent", "role: worker");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("role: agent", "role: worker");
     std::fs::write(&p, s).unwrap();
     let mut c = slipway();
-    c.args(["validate", "--output", "json", "--repo"]).arg(&repo).arg("--identity").arg(demo_identity());
+    c.args(["validate", "--output", "json", "--repo"])
+        .arg(&repo)
+        .arg("--identity")
+        .arg(demo_identity());
     let out = run(c);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["valid"], false);
-    assert_eq!(v["diagnostics"][0]["location"]["file"], "nodes/worker1.yaml");
+    assert_eq!(
+        v["diagnostics"][0]["location"]["file"],
+        "nodes/worker1.yaml"
+    );
     assert_eq!(v["diagnostics"][0]["location"]["line"], 3);
     assert_eq!(v["diagnostics"][0]["severity"], "error");
 }
@@ -161,5 +194,9 @@ fn a_missing_repo_is_a_clear_error() {
     c.args(["validate", "--repo", "/nonexistent/slipway-repo"]);
     let out = run(c);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("/nonexistent/slipway-repo is not a folder"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/slipway-repo is not a folder"),
+        "{}",
+        text(&out.stderr)
+    );
 }

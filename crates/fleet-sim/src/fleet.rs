@@ -1,0 +1,923 @@
+//! The simulator: node folders, one sshd per node, and a supervisor thread
+//! that carries out reboots and faults.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use zeroize::Zeroizing;
+
+use crate::enter::{
+    now_unix_ms, read_commands, refresh_proc, NodeDirs, ReceivedCommand, SFTP_SERVER,
+};
+use crate::procs::kill_tree;
+use crate::shim::SHIM_PROGRAMS;
+use crate::state::{
+    read_state, update_state, write_state, BootSource, Fault, NodeState, SimState, STATE_FILE,
+};
+use crate::SimError;
+
+/// The real OpenSSH server every node runs.
+pub const SSHD: &str = "/usr/sbin/sshd";
+/// The busybox binary copied into every node (Debian's busybox-static).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// How often the supervisor looks for reboot requests and due boots.
+const TICK: Duration = Duration::from_millis(25);
+/// The longest sshd may take to accept connections after being started.
+const SSHD_READY_LIMIT: Duration = Duration::from_secs(20);
+
+/// What to simulate.
+#[derive(Debug)]
+pub struct FleetSpec {
+    /// Where the node folders go (created if missing).
+    pub dir: PathBuf,
+    /// The `slipway-sim` multi-call binary (shims and sshd `ForceCommand`);
+    /// see [`locate_sim_binary`].
+    pub sim_binary: PathBuf,
+    /// The nodes.
+    pub nodes: Vec<SimNodeSpec>,
+}
+
+/// One simulated node.
+pub struct SimNodeSpec {
+    /// Node name (also its folder name).
+    pub name: String,
+    /// The node's ed25519 host private key, OpenSSH format. Written to the
+    /// node's sshd folder (mode 0600) because sshd needs a file: use
+    /// throwaway keys only.
+    pub host_key_openssh_private: Zeroizing<String>,
+    /// Public key lines allowed to log in as root.
+    pub authorized_keys: Vec<String>,
+    /// The state the node starts in.
+    pub initial: NodeState,
+}
+
+impl std::fmt::Debug for SimNodeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNodeSpec")
+            .field("name", &self.name)
+            .field("host_key_openssh_private", &"<redacted>")
+            .field("authorized_keys", &self.authorized_keys)
+            .field("initial", &self.initial)
+            .finish()
+    }
+}
+
+/// Find the `slipway-sim` binary: `$SLIPWAY_SIM_BIN`, else next to the
+/// running executable or its parent (Cargo puts test binaries in
+/// `target/<profile>/deps` and binaries in `target/<profile>`). Build it with
+/// `cargo build -p slipway-fleet-sim` first.
+pub fn locate_sim_binary() -> Result<PathBuf, SimError> {
+    if let Some(path) = std::env::var_os("SLIPWAY_SIM_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| SimError::io("locating", Path::new("/proc/self/exe"), e))?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("slipway-sim"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| SimError::MissingTool {
+            tool: "slipway-sim".into(),
+            hint: format!(
+                "looked in {candidates:?}; run `cargo build -p slipway-fleet-sim` or set SLIPWAY_SIM_BIN"
+            ),
+        })
+}
+
+/// Whether the node is powered and booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    /// Booted; sshd runs unless the `SshRefuses` fault is set.
+    Up,
+    /// Rebooting; boots at the instant, or never (`None`).
+    Down(Option<Instant>),
+}
+
+struct NodeRuntime {
+    name: String,
+    dirs: NodeDirs,
+    port: u16,
+    power: Power,
+    sshd: Option<Child>,
+    state_mtime: Option<SystemTime>,
+}
+
+struct Shared {
+    nodes: Vec<Mutex<NodeRuntime>>,
+    index: BTreeMap<String, usize>,
+    stop: AtomicBool,
+    shared_dir: PathBuf,
+    extra_sshd_options: String,
+}
+
+/// A running simulated fleet. Dropping it stops every sshd it started and
+/// everything those started.
+pub struct Fleet {
+    shared: Arc<Shared>,
+    supervisor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("nodes", &self.shared.index.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn lock(node: &Mutex<NodeRuntime>) -> MutexGuard<'_, NodeRuntime> {
+    // A panic while holding the lock leaves consistent-enough data for cleanup.
+    node.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn require_tool(path: &str, package: &str) -> Result<(), SimError> {
+    if Path::new(path).exists() {
+        Ok(())
+    } else {
+        Err(SimError::MissingTool {
+            tool: path.into(),
+            hint: format!("install the Debian package `{package}`"),
+        })
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), SimError> {
+    std::fs::create_dir_all(path).map_err(|e| SimError::io("creating", path, e))
+}
+
+fn write(path: &Path, contents: impl AsRef<[u8]>, mode: u32) -> Result<(), SimError> {
+    if let Some(parent) = path.parent() {
+        mkdir(parent)?;
+    }
+    std::fs::write(path, contents).map_err(|e| SimError::io("writing", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| SimError::io("setting permissions of", path, e))
+}
+
+/// Hard-link `src` to `dst` (same filesystem), falling back to a copy.
+fn link_or_copy(src: &Path, dst: &Path) -> Result<(), SimError> {
+    if let Some(parent) = dst.parent() {
+        mkdir(parent)?;
+    }
+    let _ = std::fs::remove_file(dst);
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dst)
+        .map(|_| ())
+        .map_err(|e| SimError::io("copying to", dst, e))
+}
+
+fn symlink(target: &str, link: &Path) -> Result<(), SimError> {
+    if let Some(parent) = link.parent() {
+        mkdir(parent)?;
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link).map_err(|e| SimError::io("symlinking", link, e))
+}
+
+/// Shared libraries `ldd` lists for `binary` (empty for static binaries).
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, SimError> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| SimError::io("running ldd on", binary, e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, rhs)) => rhs.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            }?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// Files every node root gets: (path inside root, file in the shared dir).
+struct Userland {
+    files: Vec<(PathBuf, PathBuf)>,
+    applets: Vec<String>,
+}
+
+/// Copy the binaries every node needs into `shared` once.
+fn prepare_userland(shared: &Path, sim_binary: &Path) -> Result<Userland, SimError> {
+    mkdir(shared)?;
+    let mut files = Vec::new();
+    let mut copy_in = |inside: &Path, source: &Path| -> Result<(), SimError> {
+        let stored = shared.join(inside.strip_prefix("/").unwrap_or(inside));
+        if let Some(parent) = stored.parent() {
+            mkdir(parent)?;
+        }
+        std::fs::copy(source, &stored).map_err(|e| SimError::io("copying", source, e))?;
+        files.push((inside.to_path_buf(), stored));
+        Ok(())
+    };
+    copy_in(Path::new("/bin/busybox"), Path::new(BUSYBOX))?;
+    copy_in(Path::new("/usr/libexec/slipway-sim"), sim_binary)?;
+    copy_in(Path::new(SFTP_SERVER), Path::new(SFTP_SERVER))?;
+    let mut libs = Vec::new();
+    for binary in [Path::new(BUSYBOX), sim_binary, Path::new(SFTP_SERVER)] {
+        for lib in shared_libraries(binary)? {
+            if !libs.contains(&lib) {
+                libs.push(lib);
+            }
+        }
+    }
+    for lib in libs {
+        let real = std::fs::canonicalize(&lib).map_err(|e| SimError::io("resolving", &lib, e))?;
+        copy_in(&lib, &real)?;
+    }
+    let out = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .map_err(|e| SimError::io("running", Path::new(BUSYBOX), e))?;
+    let applets = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/'))
+        .map(str::to_string)
+        .collect();
+    Ok(Userland { files, applets })
+}
+
+/// Build a node's root filesystem (also what an install will redo).
+fn build_root(
+    dirs: &NodeDirs,
+    userland: &Userland,
+    name: &str,
+    os_version: &str,
+) -> Result<(), SimError> {
+    let root = dirs.root();
+    for (inside, stored) in &userland.files {
+        link_or_copy(
+            stored,
+            &root.join(inside.strip_prefix("/").unwrap_or(inside)),
+        )?;
+    }
+    for applet in &userland.applets {
+        symlink("busybox", &root.join("bin").join(applet))?;
+    }
+    for (inside, _) in SHIM_PROGRAMS {
+        symlink(
+            "/usr/libexec/slipway-sim",
+            &root.join(inside.trim_start_matches('/')),
+        )?;
+    }
+    for dir in [
+        "var",
+        "run/slipway-sim",
+        "root",
+        "etc/slipway",
+        "proc/sys/kernel/random",
+        "sbin",
+    ] {
+        mkdir(&root.join(dir))?;
+    }
+    let tmp = root.join("tmp");
+    mkdir(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
+        .map_err(|e| SimError::io("setting permissions of", &tmp, e))?;
+    write(&root.join("dev/null"), "", 0o666)?;
+    write(&root.join("etc/hostname"), format!("{name}\n"), 0o644)?;
+    write(
+        &root.join("etc/os-release"),
+        format!(
+            "NAME=\"Fedora Linux\"\nVERSION=\"{os_version} (CoreOS)\"\nID=fedora\nVARIANT_ID=coreos\nOSTREE_VERSION='{os_version}'\n"
+        ),
+        0o644,
+    )?;
+    write(
+        &root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    )?;
+    Ok(())
+}
+
+/// Write the parts of `state` that live in files (applied.json, canary).
+fn write_state_files(dirs: &NodeDirs, state: &NodeState) -> Result<(), SimError> {
+    let applied = dirs.root().join("etc/slipway/applied.json");
+    match &state.applied {
+        Some(cfg) => {
+            let json = serde_json::to_string_pretty(cfg)
+                .map_err(|e| SimError::InvalidSpec(e.to_string()))?;
+            write(&applied, json, 0o644)?
+        }
+        None => {
+            let _ = std::fs::remove_file(&applied);
+        }
+    }
+    let canary = dirs.var().join("lib/slipway/canary");
+    match &state.var_canary {
+        Some(text) => write(&canary, format!("{text}\n"), 0o644)?,
+        None => {
+            let _ = std::fs::remove_file(&canary);
+        }
+    }
+    Ok(())
+}
+
+fn sshd_version_at_least(major: u32, minor: u32) -> bool {
+    let Ok(out) = Command::new(SSHD).arg("-V").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stderr);
+    let Some(rest) = text.split("OpenSSH_").nth(1) else {
+        return false;
+    };
+    let mut nums = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse::<u32>().ok());
+    let (maj, min) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    (maj, min) >= (major, minor)
+}
+
+fn sshd_config(dirs: &NodeDirs, port: u16, sim_binary: &Path, extra: &str) -> String {
+    let sshd = dirs.sshd();
+    format!(
+        "# Generated by slipway-fleet-sim for one simulated node.\n\
+Port {port}\n\
+ListenAddress 127.0.0.1\n\
+HostKey {hostkey}\n\
+PidFile {pid}\n\
+AuthorizedKeysFile {authorized}\n\
+UsePAM no\n\
+StrictModes no\n\
+PermitRootLogin prohibit-password\n\
+PubkeyAuthentication yes\n\
+PasswordAuthentication no\n\
+KbdInteractiveAuthentication no\n\
+HostbasedAuthentication no\n\
+UseDNS no\n\
+PrintMotd no\n\
+PrintLastLog no\n\
+X11Forwarding no\n\
+AllowTcpForwarding no\n\
+AllowAgentForwarding no\n\
+PermitTunnel no\n\
+PermitUserEnvironment no\n\
+MaxStartups 200\n\
+MaxSessions 64\n\
+LoginGraceTime 30\n\
+LogLevel INFO\n\
+KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256\n\
+HostKeyAlgorithms ssh-ed25519\n\
+SetEnv HOME={home}\n\
+Subsystem sftp {sftp}\n\
+ForceCommand \"{sim}\" wrap \"{base}\"\n\
+{extra}",
+        hostkey = sshd.join("host_ed25519").display(),
+        pid = sshd.join("sshd.pid").display(),
+        authorized = sshd.join("authorized_keys").display(),
+        sftp = SFTP_SERVER,
+        home = sshd.join("home").display(),
+        sim = sim_binary.display(),
+        base = dirs.base.display(),
+    )
+}
+
+fn free_port() -> Result<u16, SimError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| SimError::io("binding", Path::new("127.0.0.1:0"), e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| SimError::io("binding", Path::new("127.0.0.1:0"), e))
+}
+
+impl NodeRuntime {
+    fn spawn_sshd(&mut self) -> Result<(), SimError> {
+        if self.sshd.is_some() {
+            return Ok(());
+        }
+        let sshd_dir = self.dirs.sshd();
+        let log_path = sshd_dir.join("sshd.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| SimError::io("opening", &log_path, e))?;
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(sshd_dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| SimError::io("starting", Path::new(SSHD), e))?;
+        tracing::debug!(node = %self.name, pid = child.id(), port = self.port, "sshd started");
+        self.sshd = Some(child);
+        Ok(())
+    }
+
+    fn stop_sshd(&mut self) {
+        if let Some(mut child) = self.sshd.take() {
+            kill_tree(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            tracing::debug!(node = %self.name, "sshd stopped");
+        }
+    }
+
+    /// Wait until sshd accepts TCP connections (or died).
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), SimError> {
+        let deadline = Instant::now() + limit;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        loop {
+            if let Some(child) = self.sshd.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.sshd = None;
+                    return Err(self.did_not_start(format!("sshd exited with {status}")));
+                }
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(
+                    self.did_not_start(format!("no listener on port {} in time", self.port))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn did_not_start(&self, why: String) -> SimError {
+        let log = std::fs::read_to_string(self.dirs.sshd().join("sshd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        SimError::SshdDidNotStart {
+            node: self.name.clone(),
+            message: format!(
+                "{why}; sshd log: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ),
+        }
+    }
+
+    fn state_changed(&mut self) -> bool {
+        let mtime = std::fs::metadata(self.dirs.control().join(STATE_FILE))
+            .and_then(|m| m.modified())
+            .ok();
+        let changed = mtime != self.state_mtime;
+        self.state_mtime = mtime;
+        changed
+    }
+
+    /// One supervisor step for this node.
+    fn tick(&mut self) -> Result<(), SimError> {
+        match self.power {
+            Power::Up => {
+                if !self.state_changed() {
+                    return Ok(());
+                }
+                let state = read_state(&self.dirs.control())?;
+                if state.reboot_requested {
+                    self.power_cycle()?;
+                } else if state.has(&Fault::SshRefuses) {
+                    self.stop_sshd();
+                } else if self.sshd.is_none() {
+                    self.spawn_sshd()?;
+                }
+            }
+            Power::Down(Some(at)) if Instant::now() >= at => self.boot()?,
+            Power::Down(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The power goes off: sessions die, firmware picks the next boot entry.
+    fn power_cycle(&mut self) -> Result<(), SimError> {
+        self.stop_sshd();
+        let delay = update_state(&self.dirs.control(), |s| {
+            s.reboot_requested = false;
+            let honours_next = !s.has(&Fault::FirmwareIgnoresBootNext);
+            let next = if honours_next {
+                s.efi.next.take()
+            } else {
+                None
+            };
+            s.efi.current = next.or_else(|| s.efi.order.first().copied());
+            s.last_boot_source = match s.efi.current.and_then(|n| s.efi.entry(n)) {
+                Some(e) if e.is_network => BootSource::Network,
+                _ => BootSource::Disk,
+            };
+            if let Some(pending) = s.pending_os.take() {
+                s.os = pending;
+            }
+            if let Some(k3s) = s.k3s.as_mut() {
+                k3s.active = true;
+            }
+            if s.has(&Fault::NeverReturnsAfterReboot) {
+                return None;
+            }
+            let slow: u64 = s
+                .faults
+                .iter()
+                .map(|f| match f {
+                    Fault::SlowBoot { delay_ms } => *delay_ms,
+                    _ => 0,
+                })
+                .sum();
+            Some(Duration::from_millis(s.boot_delay_ms + slow))
+        })?;
+        self.state_changed();
+        tracing::info!(node = %self.name, ?delay, "node rebooting");
+        self.power = Power::Down(delay.map(|d| Instant::now() + d));
+        Ok(())
+    }
+
+    /// Boot: new boot id, sshd back (unless refused).
+    fn boot(&mut self) -> Result<(), SimError> {
+        let refuses = update_state(&self.dirs.control(), |s| {
+            s.boot_id = crate::state::random_uuid();
+            s.booted_at_unix_ms = now_unix_ms();
+            s.boots += 1;
+            s.has(&Fault::SshRefuses)
+        })?;
+        refresh_proc(&self.dirs)?;
+        self.state_changed();
+        self.power = Power::Up;
+        if !refuses {
+            self.spawn_sshd()?;
+        }
+        tracing::info!(node = %self.name, "node booted");
+        Ok(())
+    }
+}
+
+impl Fleet {
+    /// Lay out every node's folders and start one sshd per node on
+    /// 127.0.0.1. Fails loudly if sshd, busybox, sftp-server or the
+    /// simulator binary is missing.
+    pub fn start(spec: FleetSpec) -> Result<Fleet, SimError> {
+        require_tool(SSHD, "openssh-server")?;
+        require_tool(SFTP_SERVER, "openssh-sftp-server")?;
+        require_tool(BUSYBOX, "busybox-static")?;
+        require_tool("/usr/bin/unshare", "util-linux")?;
+        if !spec.sim_binary.is_file() {
+            return Err(SimError::MissingTool {
+                tool: spec.sim_binary.display().to_string(),
+                hint: "build it with `cargo build -p slipway-fleet-sim`".into(),
+            });
+        }
+        let mut index = BTreeMap::new();
+        for (i, node) in spec.nodes.iter().enumerate() {
+            let valid = !node.name.is_empty()
+                && node
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                && !node.name.starts_with('.');
+            if !valid {
+                return Err(SimError::InvalidSpec(format!(
+                    "invalid node name {:?}",
+                    node.name
+                )));
+            }
+            if index.insert(node.name.clone(), i).is_some() {
+                return Err(SimError::InvalidSpec(format!(
+                    "duplicate node name {:?}",
+                    node.name
+                )));
+            }
+        }
+        mkdir(Path::new("/run/sshd"))?;
+        mkdir(&spec.dir)?;
+        let dir = std::fs::canonicalize(&spec.dir)
+            .map_err(|e| SimError::io("resolving", &spec.dir, e))?;
+        let shared_dir = dir.join(".shared");
+        let userland = prepare_userland(&shared_dir, &spec.sim_binary)?;
+        let sim_binary = shared_dir.join("usr/libexec/slipway-sim");
+        let extra_sshd_options = if sshd_version_at_least(9, 8) {
+            // Newer sshd penalises many failed connections from one source (127.0.0.1).
+            "PerSourcePenalties no\n".to_string()
+        } else {
+            String::new()
+        };
+
+        let mut runtimes = Vec::new();
+        for node in &spec.nodes {
+            let dirs = NodeDirs {
+                base: dir.join(&node.name),
+            };
+            for d in [
+                dirs.var(),
+                dirs.control(),
+                dirs.sshd(),
+                dirs.sshd().join("home"),
+            ] {
+                mkdir(&d)?;
+            }
+            build_root(&dirs, &userland, &node.name, &node.initial.os.version)?;
+            write_state_files(&dirs, &node.initial)?;
+            write_state(
+                &dirs.control(),
+                &SimState {
+                    boot_id: crate::state::random_uuid(),
+                    booted_at_unix_ms: now_unix_ms(),
+                    boots: 1,
+                    last_boot_source: BootSource::Disk,
+                    os: node.initial.os.clone(),
+                    pending_os: node.initial.pending_os.clone(),
+                    k3s: node.initial.k3s.clone(),
+                    efi: node.initial.efi.clone(),
+                    faults: Vec::new(),
+                    reboot_requested: false,
+                    boot_delay_ms: node.initial.boot_delay_ms,
+                },
+            )?;
+            refresh_proc(&dirs)?;
+            let sshd_dir = dirs.sshd();
+            let mut key = node.host_key_openssh_private.as_str().to_string();
+            if !key.ends_with('\n') {
+                key.push('\n');
+            }
+            let key = Zeroizing::new(key);
+            write(&sshd_dir.join("host_ed25519"), key.as_bytes(), 0o600)?;
+            write(
+                &sshd_dir.join("authorized_keys"),
+                node.authorized_keys
+                    .iter()
+                    .map(|k| format!("{}\n", k.trim()))
+                    .collect::<String>(),
+                0o600,
+            )?;
+            runtimes.push(NodeRuntime {
+                name: node.name.clone(),
+                dirs,
+                port: 0,
+                power: Power::Up,
+                sshd: None,
+                state_mtime: None,
+            });
+        }
+
+        let shared = Arc::new(Shared {
+            nodes: runtimes.into_iter().map(Mutex::new).collect(),
+            index,
+            stop: AtomicBool::new(false),
+            shared_dir,
+            extra_sshd_options,
+        });
+        // From here on, Drop cleans up whatever was started.
+        let mut fleet = Fleet {
+            shared,
+            supervisor: None,
+        };
+        fleet.start_all_sshd(&sim_binary)?;
+        let shared = Arc::clone(&fleet.shared);
+        fleet.supervisor = Some(
+            std::thread::Builder::new()
+                .name("fleet-sim-supervisor".into())
+                .spawn(move || supervise(&shared))
+                .map_err(|e| SimError::io("spawning", Path::new("supervisor thread"), e))?,
+        );
+        Ok(fleet)
+    }
+
+    fn start_all_sshd(&mut self, sim_binary: &Path) -> Result<(), SimError> {
+        const ATTEMPTS: usize = 5;
+        let mut pending: Vec<usize> = (0..self.shared.nodes.len()).collect();
+        for attempt in 1..=ATTEMPTS {
+            for &i in &pending {
+                let mut node = lock(&self.shared.nodes[i]);
+                node.port = free_port()?;
+                let config = sshd_config(
+                    &node.dirs,
+                    node.port,
+                    sim_binary,
+                    &self.shared.extra_sshd_options,
+                );
+                write(&node.dirs.sshd().join("sshd_config"), config, 0o600)?;
+                node.spawn_sshd()?;
+            }
+            let mut failed = Vec::new();
+            let mut last_err = None;
+            for &i in &pending {
+                let mut node = lock(&self.shared.nodes[i]);
+                if let Err(e) = node.wait_ready(SSHD_READY_LIMIT) {
+                    node.stop_sshd();
+                    failed.push(i);
+                    last_err = Some(e);
+                } else {
+                    node.state_changed();
+                }
+            }
+            match last_err {
+                None => return Ok(()),
+                // A port taken between probing and sshd's bind: try new ports.
+                Some(e) if attempt == ATTEMPTS => return Err(e),
+                Some(e) => tracing::warn!(error = %e, attempt, "retrying sshd start"),
+            }
+            pending = failed;
+        }
+        Ok(())
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> Result<SimNode<'_>, SimError> {
+        self.shared
+            .index
+            .get(name)
+            .map(|&index| SimNode { fleet: self, index })
+            .ok_or_else(|| SimError::UnknownNode(name.to_string()))
+    }
+
+    /// Every node, in spec order.
+    pub fn nodes(&self) -> Vec<SimNode<'_>> {
+        (0..self.shared.nodes.len())
+            .map(|index| SimNode { fleet: self, index })
+            .collect()
+    }
+
+    /// Where the shared binaries were copied.
+    pub fn shared_dir(&self) -> &Path {
+        &self.shared.shared_dir
+    }
+
+    /// Stop the supervisor and every sshd (with everything it started).
+    /// Idempotent; also done on drop.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.supervisor.take() {
+            let _ = handle.join();
+        }
+        for node in &self.shared.nodes {
+            lock(node).stop_sshd();
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn supervise(shared: &Shared) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        for node in &shared.nodes {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut node = lock(node);
+            if let Err(e) = node.tick() {
+                tracing::warn!(node = %node.name, error = %e, "simulator step failed");
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// A handle on one node of a running [`Fleet`].
+#[derive(Clone, Copy)]
+pub struct SimNode<'a> {
+    fleet: &'a Fleet,
+    index: usize,
+}
+
+impl std::fmt::Debug for SimNode<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl SimNode<'_> {
+    fn runtime(&self) -> MutexGuard<'_, NodeRuntime> {
+        lock(&self.fleet.shared.nodes[self.index])
+    }
+
+    fn dirs(&self) -> NodeDirs {
+        self.runtime().dirs.clone()
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> String {
+        self.runtime().name.clone()
+    }
+
+    /// The sshd port on 127.0.0.1 (stable across reboots).
+    pub fn port(&self) -> u16 {
+        self.runtime().port
+    }
+
+    /// The node's root filesystem folder.
+    pub fn root(&self) -> PathBuf {
+        self.dirs().root()
+    }
+
+    /// The node's `/var` folder.
+    pub fn var(&self) -> PathBuf {
+        self.dirs().var()
+    }
+
+    /// The node's control folder (state.json, commands log).
+    pub fn control(&self) -> PathBuf {
+        self.dirs().control()
+    }
+
+    /// The node's current run-time state.
+    pub fn state(&self) -> Result<SimState, SimError> {
+        read_state(&self.dirs().control())
+    }
+
+    /// Whether the node is booted (sshd may still be refusing on a fault).
+    pub fn is_up(&self) -> bool {
+        self.runtime().power == Power::Up
+    }
+
+    /// The running sshd's pid, if any.
+    pub fn sshd_pid(&self) -> Option<u32> {
+        self.runtime().sshd.as_ref().map(Child::id)
+    }
+
+    /// Inject a fault. `SshRefuses` takes effect at once; the others when
+    /// the node next runs the affected program or reboots.
+    pub fn inject(&self, fault: Fault) -> Result<(), SimError> {
+        let refuse = fault == Fault::SshRefuses;
+        update_state(&self.dirs().control(), |s| {
+            if !s.faults.contains(&fault) {
+                s.faults.push(fault);
+            }
+        })?;
+        if refuse {
+            let mut rt = self.runtime();
+            rt.stop_sshd();
+            rt.state_changed();
+        }
+        Ok(())
+    }
+
+    /// Remove a fault. Clearing `SshRefuses` restarts sshd on a booted node
+    /// and waits until it accepts connections.
+    pub fn clear(&self, fault: &Fault) -> Result<(), SimError> {
+        update_state(&self.dirs().control(), |s| s.faults.retain(|f| f != fault))?;
+        let mut rt = self.runtime();
+        if *fault == Fault::SshRefuses && rt.power == Power::Up {
+            rt.spawn_sshd()?;
+            rt.wait_ready(SSHD_READY_LIMIT)?;
+            rt.state_changed();
+        }
+        Ok(())
+    }
+
+    /// Every command the node received over SSH, oldest first.
+    pub fn commands_received(&self) -> Result<Vec<ReceivedCommand>, SimError> {
+        read_commands(&self.dirs())
+    }
+
+    /// Forget the commands received so far.
+    pub fn clear_commands(&self) -> Result<(), SimError> {
+        let path = self.dirs().control().join(crate::enter::COMMANDS_LOG);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(SimError::io("removing", &path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Ask the node to reboot, as `systemctl reboot` would.
+    pub fn reboot(&self) -> Result<(), SimError> {
+        update_state(&self.dirs().control(), |s| s.reboot_requested = true)?;
+        Ok(())
+    }
+
+    /// Write an installed state directly (OS deployment, K3s, EFI entries,
+    /// applied.json, canary), as if an install had happened; the boot id
+    /// and faults are kept. Stands in for the network install until it exists.
+    pub fn write_installed(&self, installed: &NodeState) -> Result<(), SimError> {
+        let dirs = self.dirs();
+        write_state_files(&dirs, installed)?;
+        update_state(&dirs.control(), |s| {
+            s.os = installed.os.clone();
+            s.pending_os = installed.pending_os.clone();
+            s.k3s = installed.k3s.clone();
+            s.efi = installed.efi.clone();
+            s.boot_delay_ms = installed.boot_delay_ms;
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,486 @@
+//! The SSH edge: the [`NodeConnector`]/[`NodeConn`] traits and their libssh2 implementation.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use ssh2::{ErrorCode, KnownHostFileKind, MethodType, Session};
+
+use crate::target::{fingerprint_of_blob, public_blob, Auth, HostKeyPin, NodeTarget};
+use crate::SshError;
+
+/// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
+const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
+
+/// Key exchange preference: curve25519 first, then the NIST/DH fallbacks
+/// libssh2 supports.
+pub const KEX_PREFERENCE: &str = "curve25519-sha256,curve25519-sha256@libssh.org,\
+ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521,diffie-hellman-group16-sha512,\
+diffie-hellman-group14-sha256";
+
+/// Host key algorithm preference: ed25519 first.
+pub const HOST_KEY_PREFERENCE: &str = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,\
+ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256";
+
+/// The result of one remote command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit status (`-1` when the command was killed by a signal and reported no status).
+    pub status: i32,
+    /// Everything the command wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything the command wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl CommandOutput {
+    /// Whether the command exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// Opens sessions to nodes. The reconciler uses this trait and stubs it in tests.
+pub trait NodeConnector: Send + Sync {
+    /// The session type this connector opens.
+    type Conn: NodeConn;
+    /// Open an authenticated session whose host key matched the pin.
+    fn connect(&self, target: &NodeTarget) -> Result<Self::Conn, SshError>;
+}
+
+/// One authenticated session to a node. Blocking; callers fan out with threads
+/// or `spawn_blocking`.
+pub trait NodeConn: Send {
+    /// Run one shell command and collect its output and exit status.
+    fn exec(&mut self, command: &str) -> Result<CommandOutput, SshError>;
+    /// Read a small remote file.
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, SshError>;
+    /// Create or replace a small remote file with the given permission bits.
+    fn write_file(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), SshError>;
+}
+
+/// Time limits and other knobs for [`Ssh2Connector`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Limit for establishing the TCP connection.
+    pub connect_timeout: Duration,
+    /// Limit for every blocking SSH operation after that: handshake,
+    /// authentication, and each command (libssh2's session timeout).
+    pub command_timeout: Duration,
+    /// Interval between SSH keepalive messages.
+    pub keepalive_interval: Duration,
+    /// The most output (stdout + stderr, each) a command may produce.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(15),
+            max_output_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The real connector: libssh2 over TCP, host key pinned, never TOFU.
+#[derive(Debug, Clone, Default)]
+pub struct Ssh2Connector {
+    /// Time limits.
+    pub options: ConnectOptions,
+}
+
+impl Ssh2Connector {
+    /// A connector with the given options.
+    pub fn new(options: ConnectOptions) -> Self {
+        Ssh2Connector { options }
+    }
+}
+
+/// An open libssh2 session to one node.
+pub struct Ssh2Conn {
+    node: String,
+    session: Session,
+    max_output_bytes: usize,
+}
+
+impl std::fmt::Debug for Ssh2Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ssh2Conn")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
+}
+
+fn is_timeout(e: &ssh2::Error) -> bool {
+    e.code() == ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT)
+}
+
+impl NodeConnector for Ssh2Connector {
+    type Conn = Ssh2Conn;
+
+    fn connect(&self, target: &NodeTarget) -> Result<Ssh2Conn, SshError> {
+        let node = target.name.clone();
+        let addr_text = format!("{}:{}", target.host, target.port);
+        let connect_err = |message: String| SshError::Connect {
+            node: node.clone(),
+            addr: addr_text.clone(),
+            message,
+        };
+        let addrs: Vec<_> = (target.host.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(|e| connect_err(format!("cannot resolve: {e}")))?
+            .collect();
+        let mut last_err = None;
+        let mut tcp = None;
+        for addr in &addrs {
+            match TcpStream::connect_timeout(addr, self.options.connect_timeout) {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let tcp = match (tcp, last_err) {
+            (Some(tcp), _) => tcp,
+            (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(SshError::Timeout {
+                    node,
+                    during: format!("connecting to {addr_text}"),
+                })
+            }
+            (None, Some(e)) => return Err(connect_err(e.to_string())),
+            (None, None) => return Err(connect_err("host resolved to no address".into())),
+        };
+        let _ = tcp.set_nodelay(true);
+
+        let mut session = Session::new().map_err(|e| SshError::Handshake {
+            node: node.clone(),
+            message: e.to_string(),
+        })?;
+        session.set_tcp_stream(tcp);
+        session.set_timeout(millis(self.options.command_timeout));
+        let handshake_err = |e: ssh2::Error| SshError::Handshake {
+            node: node.clone(),
+            message: e.to_string(),
+        };
+        session
+            .method_pref(MethodType::Kex, KEX_PREFERENCE)
+            .map_err(handshake_err)?;
+        session
+            .method_pref(MethodType::HostKey, &host_key_preference(&target.host_key))
+            .map_err(handshake_err)?;
+        session.handshake().map_err(|e| {
+            if is_timeout(&e) {
+                SshError::Timeout {
+                    node: node.clone(),
+                    during: "the SSH handshake".into(),
+                }
+            } else {
+                handshake_err(e)
+            }
+        })?;
+
+        let (server_key, _) = session.host_key().ok_or_else(|| SshError::Handshake {
+            node: node.clone(),
+            message: "server sent no host key".into(),
+        })?;
+        verify_host_key(target, server_key)?;
+
+        authenticate(&session, target)?;
+        session.set_keepalive(
+            false,
+            self.options.keepalive_interval.as_secs().max(1) as u32,
+        );
+        tracing::debug!(node = %node, "ssh session established");
+        Ok(Ssh2Conn {
+            node,
+            session,
+            max_output_bytes: self.options.max_output_bytes,
+        })
+    }
+}
+
+/// Put the pinned key's algorithm first so the server presents that key.
+fn host_key_preference(pin: &HostKeyPin) -> String {
+    if let HostKeyPin::PublicKey(line) = pin {
+        if let Some(alg) = line.split_whitespace().next() {
+            let rest: Vec<&str> = HOST_KEY_PREFERENCE
+                .split(',')
+                .filter(|a| *a != alg)
+                .collect();
+            if HOST_KEY_PREFERENCE.split(',').any(|a| a == alg) {
+                return format!("{alg},{}", rest.join(","));
+            }
+        }
+    }
+    HOST_KEY_PREFERENCE.to_string()
+}
+
+/// Compare the server's host key with the pin. A mismatch or an unknown host
+/// is a hard error.
+pub(crate) fn verify_host_key(target: &NodeTarget, server_key: &[u8]) -> Result<(), SshError> {
+    match &target.host_key {
+        HostKeyPin::PublicKey(line) => {
+            let pinned = public_blob(line)?;
+            if pinned == server_key {
+                Ok(())
+            } else {
+                Err(SshError::HostKeyMismatch {
+                    node: target.name.clone(),
+                    expected: fingerprint_of_blob(&pinned),
+                    actual: fingerprint_of_blob(server_key),
+                })
+            }
+        }
+        HostKeyPin::KnownHosts(path) => verify_known_hosts(target, path, server_key),
+    }
+}
+
+/// Check each known_hosts line on its own (libssh2 does the host matching,
+/// including hashed names), so a mismatch can name the expected key.
+fn verify_known_hosts(target: &NodeTarget, path: &Path, server_key: &[u8]) -> Result<(), SshError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SshError::InvalidKey(format!(
+            "cannot read known_hosts file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let session = Session::new()
+        .map_err(|e| SshError::InvalidKey(format!("cannot create libssh2 session: {e}")))?;
+    let mut expected = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('@') {
+            continue;
+        }
+        let mut known = session
+            .known_hosts()
+            .map_err(|e| SshError::InvalidKey(format!("cannot create known_hosts store: {e}")))?;
+        if known.read_str(trimmed, KnownHostFileKind::OpenSSH).is_err() {
+            // A key type libssh2 does not know: cannot match this host anyway.
+            continue;
+        }
+        match known.check_port(&target.host, target.port, server_key) {
+            ssh2::CheckResult::Match => return Ok(()),
+            ssh2::CheckResult::Mismatch => {
+                let key_field = trimmed
+                    .split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                expected.push(
+                    crate::target::fingerprint_of_public(&key_field)
+                        .unwrap_or_else(|_| "an unparseable key".to_string()),
+                );
+            }
+            ssh2::CheckResult::NotFound | ssh2::CheckResult::Failure => {}
+        }
+    }
+    if expected.is_empty() {
+        Err(SshError::UnknownHost {
+            node: target.name.clone(),
+            host: if target.port == 22 {
+                target.host.clone()
+            } else {
+                format!("[{}]:{}", target.host, target.port)
+            },
+            path: path.to_path_buf(),
+        })
+    } else {
+        Err(SshError::HostKeyMismatch {
+            node: target.name.clone(),
+            expected: expected.join(" or "),
+            actual: fingerprint_of_blob(server_key),
+        })
+    }
+}
+
+fn authenticate(session: &Session, target: &NodeTarget) -> Result<(), SshError> {
+    let result = match &target.auth {
+        Auth::KeyFile(path) => session.userauth_pubkey_file(&target.user, None, path, None),
+        Auth::KeyMemory(key) => session.userauth_pubkey_memory(&target.user, None, key, None),
+        Auth::Agent => session.userauth_agent(&target.user),
+    };
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(SshError::AuthFailed {
+            node: target.name.clone(),
+            user: target.user.clone(),
+            message: "server did not accept the key".into(),
+        }),
+        Err(e) if is_timeout(&e) => Err(SshError::Timeout {
+            node: target.name.clone(),
+            during: "authenticating".into(),
+        }),
+        Err(e) => Err(SshError::AuthFailed {
+            node: target.name.clone(),
+            user: target.user.clone(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Read everything from `reader`, failing past `limit` bytes.
+fn read_limited(mut reader: impl Read, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut buf)?;
+    Ok((read <= limit).then_some(buf))
+}
+
+impl Ssh2Conn {
+    /// The node this session is connected to.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn exec_err(&self, command: &str, e: impl std::fmt::Display) -> SshError {
+        SshError::Exec {
+            node: self.node.clone(),
+            command: command.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn io_err(&self, command: &str, e: std::io::Error) -> SshError {
+        if e.kind() == std::io::ErrorKind::TimedOut
+            || e.to_string().contains("Timed out")
+            || e.to_string().contains("timed out")
+        {
+            SshError::Timeout {
+                node: self.node.clone(),
+                during: format!("running `{command}`"),
+            }
+        } else {
+            self.exec_err(command, e)
+        }
+    }
+
+    fn ssh_err(&self, command: &str, e: ssh2::Error) -> SshError {
+        if is_timeout(&e) {
+            SshError::Timeout {
+                node: self.node.clone(),
+                during: format!("running `{command}`"),
+            }
+        } else {
+            self.exec_err(command, e)
+        }
+    }
+
+    fn sftp_err(&self, operation: &'static str, path: &str, e: impl std::fmt::Display) -> SshError {
+        SshError::Sftp {
+            node: self.node.clone(),
+            operation,
+            path: path.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl NodeConn for Ssh2Conn {
+    fn exec(&mut self, command: &str) -> Result<CommandOutput, SshError> {
+        // Sends a keepalive only when the interval has elapsed since the last one.
+        self.session
+            .keepalive_send()
+            .map_err(|e| self.ssh_err(command, e))?;
+        let mut channel = self
+            .session
+            .channel_session()
+            .map_err(|e| self.ssh_err(command, e))?;
+        channel
+            .exec(command)
+            .map_err(|e| self.ssh_err(command, e))?;
+        // Outputs are small (facts); the channel window (2 MiB) buffers stderr
+        // while stdout is drained first.
+        let too_large = || SshError::OutputTooLarge {
+            node: self.node.clone(),
+            command: command.to_string(),
+            limit: self.max_output_bytes,
+        };
+        let stdout = read_limited(&mut channel, self.max_output_bytes)
+            .map_err(|e| self.io_err(command, e))?
+            .ok_or_else(too_large)?;
+        let stderr = read_limited(channel.stderr(), self.max_output_bytes)
+            .map_err(|e| self.io_err(command, e))?
+            .ok_or_else(too_large)?;
+        channel.wait_close().map_err(|e| self.ssh_err(command, e))?;
+        let status = match channel.exit_signal() {
+            Ok(sig) if sig.exit_signal.is_some() => -1,
+            _ => channel
+                .exit_status()
+                .map_err(|e| self.ssh_err(command, e))?,
+        };
+        tracing::trace!(node = %self.node, status, "command finished");
+        Ok(CommandOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, SshError> {
+        let sftp = self
+            .session
+            .sftp()
+            .map_err(|e| self.sftp_err("read", path, e))?;
+        let file = sftp
+            .open(Path::new(path))
+            .map_err(|e| self.sftp_err("read", path, e))?;
+        read_limited(file, self.max_output_bytes)
+            .map_err(|e| self.sftp_err("read", path, e))?
+            .ok_or_else(|| self.sftp_err("read", path, "file larger than the output limit"))
+    }
+
+    fn write_file(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
+        let sftp = self
+            .session
+            .sftp()
+            .map_err(|e| self.sftp_err("write", path, e))?;
+        let mut file = sftp
+            .open_mode(
+                Path::new(path),
+                ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
+                i32::try_from(mode & 0o7777).unwrap_or(0o600),
+                ssh2::OpenType::File,
+            )
+            .map_err(|e| self.sftp_err("write", path, e))?;
+        file.write_all(contents)
+            .map_err(|e| self.sftp_err("write", path, e))?;
+        file.close().map_err(|e| self.sftp_err("write", path, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_algorithm_goes_first_in_host_key_preference() {
+        let pref = host_key_preference(&HostKeyPin::PublicKey("ecdsa-sha2-nistp256 AAAA x".into()));
+        assert!(
+            pref.starts_with("ecdsa-sha2-nistp256,ssh-ed25519,"),
+            "{pref}"
+        );
+        assert_eq!(pref.matches("ecdsa-sha2-nistp256").count(), 1);
+        let pref = host_key_preference(&HostKeyPin::KnownHosts("/x".into()));
+        assert!(pref.starts_with("ssh-ed25519,"));
+    }
+
+    #[test]
+    fn read_limited_refuses_past_the_limit() {
+        assert_eq!(read_limited(&b"abc"[..], 3).unwrap(), Some(b"abc".to_vec()));
+        assert_eq!(read_limited(&b"abcd"[..], 3).unwrap(), None);
+    }
+}
