@@ -2,18 +2,13 @@
 //! each command lives in its own module. Errors are `anyhow` with short "-ing" context and
 //! are printed once, with their whole cause chain.
 
-mod cmdline;
-mod identity;
-mod repo_fs;
-mod secrets_cmd;
-mod validate;
-
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cmdline::{Cli, Command, LogFormat};
+use slipway::cmdline::{Cli, Command, LogFormat};
+use slipway::{repo_fs, secrets_cmd, validate};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

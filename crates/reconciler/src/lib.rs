@@ -1,0 +1,13 @@
+//! Slipway's outer layer: the `slipway` binary's commands, and the parts that talk to the
+//! world (git, disk, terminal). The planning core (`plan`) is pure: the plan is a function
+//! of (desired, actual), tested without any I/O.
+//!
+//! `main.rs` only parses arguments and dispatches into these modules.
+
+pub mod cmdline;
+pub mod identity;
+pub mod plan;
+pub mod repo_fs;
+pub mod secrets_cmd;
+pub mod source;
+pub mod validate;

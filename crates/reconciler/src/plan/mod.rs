@@ -1,0 +1,1 @@
+//! The planning core (being written).
