@@ -107,6 +107,20 @@ impl MemFileSource {
         Self::default()
     }
 
+    /// The files of a repository snapshot below folder `dir` (e.g. `butane/files`), as a
+    /// files directory for overlays' `local:` references. Git trees carry no modes here, so
+    /// every file is a regular, non-executable file.
+    pub fn from_repo(files: &slipway_model::repo::RepoFiles, dir: &str) -> Self {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut src = Self::new();
+        for (path, bytes) in files.iter() {
+            if let Some(rel) = path.strip_prefix(&prefix) {
+                src = src.file(rel, bytes.to_vec());
+            }
+        }
+        src
+    }
+
     /// Add a regular, non-executable file.
     #[must_use]
     pub fn file(mut self, path: &str, data: impl Into<Vec<u8>>) -> Self {

@@ -66,6 +66,20 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Translate a Butane config to Ignition JSON (a drop-in for the `butane` command).
+    Butane {
+        /// Fail on warnings too.
+        #[arg(long, short)]
+        strict: bool,
+        /// Indent the output.
+        #[arg(long, short)]
+        pretty: bool,
+        /// Folder that `local:` and `contents_local` paths are relative to.
+        #[arg(long, short = 'd')]
+        files_dir: Option<PathBuf>,
+        /// Butane file; `-` or absent: stdin.
+        file: Option<PathBuf>,
+    },
     /// Print the JSON schemas of cluster.yaml and node files, or write them to a folder.
     Schema {
         /// Write `cluster.schema.json` and `node.schema.json` into this folder.

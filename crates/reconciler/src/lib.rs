@@ -4,6 +4,7 @@
 //!
 //! `main.rs` only parses arguments and dispatches into these modules.
 
+pub mod butane_cmd;
 pub mod cmdline;
 pub mod identity;
 pub mod plan;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use slipway::cmdline::{Cli, Command, LogFormat};
-use slipway::{repo_fs, secrets_cmd, validate};
+use slipway::{butane_cmd, repo_fs, secrets_cmd, validate};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +27,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Validate { repo, output } => validate::run(repo, *output),
         Command::Secrets { command } => secrets_cmd::run(command),
         Command::Schema { out } => schema(out.as_deref()),
+        Command::Butane {
+            strict,
+            pretty,
+            files_dir,
+            file,
+        } => butane_cmd::run(file.as_deref(), *strict, *pretty, files_dir.as_deref()),
     }
 }
 
