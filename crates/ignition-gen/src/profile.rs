@@ -99,8 +99,8 @@ pub struct RenderedNode {
     pub ignition: Secret,
     /// sha256 of the config without `applied.json` (which records this hash).
     pub config_hash: String,
-    /// The layers in merge order: (source name, Butane text). The profile's holds secrets.
-    pub layers: Vec<(String, Secret)>,
+    /// The layers in merge order. The node's own profile layer holds secrets.
+    pub layers: Vec<Layer>,
 }
 
 /// The Butane variant version that produces Ignition spec `spec`.
@@ -125,8 +125,44 @@ fn remote(path: &str, mode: u32, url: &str, sha256: &str) -> Value {
     })
 }
 
-fn yaml(v: &Value) -> String {
-    serde_yaml::to_string(v).unwrap_or_default()
+/// Generated Butane is emitted as JSON, which is valid YAML and an order of magnitude
+/// cheaper to write than block YAML. [`to_human_yaml`] shows it to people.
+fn butane_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A generated (JSON-form) Butane layer as block YAML, for `slipway render --butane`.
+pub fn to_human_yaml(butane: &str) -> String {
+    serde_json::from_str::<Value>(butane)
+        .ok()
+        .and_then(|v| serde_yaml::to_string(&v).ok())
+        .unwrap_or_else(|| butane.to_string())
+}
+
+/// A flat mapping as block YAML: one `key: value` line per scalar (JSON scalars are valid
+/// YAML and quote everything that needs quoting), lists as `- item` lines.
+fn flat_yaml(map: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    for (k, v) in map {
+        match v {
+            Value::Array(items) => {
+                out.push_str(k);
+                out.push_str(":\n");
+                for item in items {
+                    out.push_str("  - ");
+                    out.push_str(&item.to_string());
+                    out.push('\n');
+                }
+            }
+            other => {
+                out.push_str(k);
+                out.push_str(": ");
+                out.push_str(&other.to_string());
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// The K3s configuration file of a node (server flags only on servers).
@@ -185,7 +221,7 @@ pub fn k3s_config(cluster: &Cluster, node: &Node, token: &str, state: ClusterSta
         c.insert("node-taint".into(), json!(node.taints));
     }
     c.insert("kubelet-arg".into(), json!(["cgroup-driver=systemd"]));
-    yaml(&Value::Object(c))
+    flat_yaml(&c)
 }
 
 /// The API endpoints a node joins through: every endpoint but its own, in the listed order.
@@ -318,27 +354,13 @@ fn zincati_config(cluster: &Cluster) -> String {
     }
 }
 
-/// The node's generated Butane (everything except `applied.json`).
-pub fn profile_butane(
-    inv: &Inventory,
-    node: &Node,
-    secrets: &Secrets,
-    inputs: &ProfileInputs<'_>,
-) -> Secret {
+/// The part of the profile every node of a role shares (cached across nodes): the core
+/// user, the disk layout that keeps `/var`, the K3s binaries from the artifact server, the
+/// installer units, Zincati, cluster-wide kernel arguments.
+pub fn shared_profile_butane(inv: &Inventory, role: Role, inputs: &ProfileInputs<'_>) -> String {
     let cluster = &inv.cluster;
     let base = &cluster.boot_url;
-    let mut files = vec![
-        file("/etc/hostname", 0o644, &format!("{}\n", node.hostname)),
-        file(
-            K3S_CONFIG,
-            0o600,
-            &k3s_config(
-                cluster,
-                node,
-                secrets.k3s_token.expose(),
-                inputs.cluster_state,
-            ),
-        ),
+    let files = vec![
         remote(
             "/usr/local/bin/k3s",
             0o755,
@@ -356,6 +378,61 @@ pub fn profile_butane(
             "/etc/zincati/config.d/90-slipway.toml",
             0o644,
             &zincati_config(cluster),
+        ),
+    ];
+    let mut doc = json!({
+        "variant": "fcos",
+        "version": butane_version_for(&cluster.ignition_spec),
+        "storage": {
+            "disks": [{
+                "device": "/dev/disk/by-id/coreos-boot-disk",
+                "wipe_table": false,
+                "partitions": [
+                    {"number": 4, "label": "root", "size_mib": 8192, "resize": true},
+                    {"label": "var", "size_mib": 0}
+                ]
+            }],
+            "filesystems": [{
+                "path": "/var",
+                "device": "/dev/disk/by-partlabel/var",
+                "format": "xfs",
+                "wipe_filesystem": false,
+                "with_mount_unit": true
+            }],
+            "directories": [{"path": SLIPWAY_VAR, "mode": 0o700}],
+            "files": files
+        },
+        "systemd": {"units": [
+            {"name": "slipway-selinux-relabel.service", "enabled": true, "contents": selinux_unit()},
+            {"name": "k3s-install.service", "enabled": true, "contents": install_unit(role)}
+        ]}
+    });
+    if !cluster.kernel_args.is_empty() {
+        doc["kernel_arguments"] = json!({"should_exist": cluster.kernel_args});
+    }
+    butane_text(&doc)
+}
+
+/// The part of the profile that is this node's own: host name, K3s configuration (with the
+/// token), join endpoints, network keyfile, SSH host key, core user, node kernel arguments.
+pub fn node_profile_butane(
+    inv: &Inventory,
+    node: &Node,
+    secrets: &Secrets,
+    inputs: &ProfileInputs<'_>,
+) -> Secret {
+    let cluster = &inv.cluster;
+    let mut files = vec![
+        file("/etc/hostname", 0o644, &format!("{}\n", node.hostname)),
+        file(
+            K3S_CONFIG,
+            0o600,
+            &k3s_config(
+                cluster,
+                node,
+                secrets.k3s_token.expose(),
+                inputs.cluster_state,
+            ),
         ),
     ];
     let endpoints = join_endpoints(cluster, node, inputs.cluster_state);
@@ -392,39 +469,12 @@ pub fn profile_butane(
         "variant": "fcos",
         "version": butane_version_for(&cluster.ignition_spec),
         "passwd": {"users": [core]},
-        "storage": {
-            "disks": [{
-                "device": "/dev/disk/by-id/coreos-boot-disk",
-                "wipe_table": false,
-                "partitions": [
-                    {"number": 4, "label": "root", "size_mib": 8192, "resize": true},
-                    {"label": "var", "size_mib": 0}
-                ]
-            }],
-            "filesystems": [{
-                "path": "/var",
-                "device": "/dev/disk/by-partlabel/var",
-                "format": "xfs",
-                "wipe_filesystem": false,
-                "with_mount_unit": true
-            }],
-            "directories": [{"path": SLIPWAY_VAR, "mode": 0o700}],
-            "files": files
-        },
-        "systemd": {"units": [
-            {"name": "slipway-selinux-relabel.service", "enabled": true, "contents": selinux_unit()},
-            {"name": "k3s-install.service", "enabled": true, "contents": install_unit(node.role)}
-        ]}
+        "storage": {"files": files}
     });
-    let kargs: Vec<&String> = cluster
-        .kernel_args
-        .iter()
-        .chain(&node.kernel_args)
-        .collect();
-    if !kargs.is_empty() {
-        doc["kernel_arguments"] = json!({"should_exist": kargs});
+    if !node.kernel_args.is_empty() {
+        doc["kernel_arguments"] = json!({"should_exist": node.kernel_args});
     }
-    Secret::new(yaml(&doc))
+    Secret::new(butane_text(&doc))
 }
 
 /// What `applied.json` records.
@@ -445,10 +495,7 @@ fn translate_layer(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Config> {
     match butane::translate(name, text, &TranslateOptions::default(), files) {
-        Ok(t) => {
-            diags.extend(t.warnings.into_iter().filter(|w| !w.is_error()));
-            Some(t.config)
-        }
+        Ok(t) => Some(t.config),
         Err(ds) => {
             diags.extend(ds);
             None
@@ -456,31 +503,173 @@ fn translate_layer(
     }
 }
 
+/// One Butane layer of a node, in merge order.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The overlay's path, or a `(generated …)` name.
+    pub name: String,
+    /// Butane text. Generated layers are JSON-form Butane; the node's own holds secrets.
+    pub text: Secret,
+    /// Shared by other nodes (no secrets): its translation can be cached.
+    pub shared: bool,
+}
+
 /// The node's Butane layers, in merge order: overlays for all nodes, for its role, for
-/// itself, then the generated profile.
+/// itself, then the generated profile (its shared part, then its own part).
 pub fn layers(
     inv: &Inventory,
     node: &Node,
     secrets: &Secrets,
     inputs: &ProfileInputs<'_>,
-) -> Vec<(String, Secret)> {
-    let mut out: Vec<(String, Secret)> = inv
+) -> Vec<Layer> {
+    let overlay = |s: &slipway_model::inventory::Source, shared: bool| Layer {
+        name: s.path.clone(),
+        text: Secret::new(s.text.clone()),
+        shared,
+    };
+    let mut out: Vec<Layer> = inv
         .overlays
         .all
         .iter()
         .chain(inv.overlays.for_role(node.role))
-        .chain(&node.overlays)
-        .map(|s| (s.path.clone(), Secret::new(s.text.clone())))
+        .map(|s| overlay(s, true))
+        .chain(node.overlays.iter().map(|s| overlay(s, false)))
         .collect();
-    out.push((
-        format!("(generated profile of {})", node.name),
-        profile_butane(inv, node, secrets, inputs),
-    ));
+    out.push(Layer {
+        name: format!("(generated profile of {}s)", node.role),
+        text: Secret::new(shared_profile_butane(inv, node.role, inputs)),
+        shared: true,
+    });
+    out.push(Layer {
+        name: format!("(generated profile of {})", node.name),
+        text: node_profile_butane(inv, node, secrets, inputs),
+        shared: false,
+    });
     out
 }
 
-/// Render a node's final Ignition. Errors carry the overlay's file and position; a conflict
-/// between layers names both.
+/// Renders node configurations, translating layers that nodes share only once.
+pub struct Renderer<'a> {
+    inv: &'a Inventory,
+    files: &'a dyn FileSource,
+    cache: std::cell::RefCell<std::collections::HashMap<(String, String), Config>>,
+    /// Merged shared prefixes (overlays + shared profile), keyed by their layers' texts.
+    merged: std::cell::RefCell<std::collections::HashMap<Vec<(String, String)>, Config>>,
+}
+
+impl<'a> Renderer<'a> {
+    /// A renderer for one inventory; local overlay files come from `files`.
+    pub fn new(inv: &'a Inventory, files: &'a dyn FileSource) -> Self {
+        Self {
+            inv,
+            files,
+            cache: std::cell::RefCell::default(),
+            merged: std::cell::RefCell::default(),
+        }
+    }
+
+    fn translate(&self, layer: &Layer, diags: &mut Vec<Diagnostic>) -> Option<Config> {
+        if !layer.shared {
+            return translate_layer(&layer.name, layer.text.expose(), self.files, diags);
+        }
+        let key = (layer.name.clone(), layer.text.expose().to_string());
+        if let Some(c) = self.cache.borrow().get(&key) {
+            return Some(c.clone());
+        }
+        let c = translate_layer(&layer.name, layer.text.expose(), self.files, diags)?;
+        self.cache.borrow_mut().insert(key, c.clone());
+        Some(c)
+    }
+
+    /// Render a node's final Ignition. Errors carry the overlay's file and position; a
+    /// conflict between layers names both.
+    pub fn render(
+        &self,
+        node: &Node,
+        secrets: &Secrets,
+        inputs: &ProfileInputs<'_>,
+    ) -> Result<RenderedNode, Vec<Diagnostic>> {
+        let layers = layers(self.inv, node, secrets, inputs);
+        let mut diags = Vec::new();
+        // Layers before the node's own are, for nodes without overlays of their own, the same
+        // for every node of a role: merge them once. Ignition's merge is associative, so the
+        // result is the same; a conflict is re-derived layer by layer to name both sources.
+        let shared_prefix = layers.iter().take_while(|l| l.shared).count();
+        let key: Vec<(String, String)> = layers[..shared_prefix]
+            .iter()
+            .map(|l| (l.name.clone(), l.text.expose().to_string()))
+            .collect();
+        let cached = self.merged.borrow().get(&key).cloned();
+        let mut configs = Vec::with_capacity(layers.len());
+        let rest = match cached {
+            Some(base) => {
+                configs.push(("(shared layers)".to_string(), base));
+                &layers[shared_prefix..]
+            }
+            None => &layers[..],
+        };
+        for layer in rest {
+            if let Some(c) = self.translate(layer, &mut diags) {
+                configs.push((layer.name.clone(), c));
+            }
+        }
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(diags);
+        }
+        if rest.len() == layers.len() && shared_prefix > 0 {
+            if let Ok(base) = merge::merge(&configs[..shared_prefix]) {
+                self.merged.borrow_mut().insert(key, base);
+            }
+        }
+        let mut merged = match merge::merge(&configs) {
+            Ok(m) => m,
+            Err(_) if rest.len() < layers.len() => {
+                // Name the real layers in the conflict: merge them one by one.
+                let mut all = Vec::with_capacity(layers.len());
+                for layer in &layers {
+                    if let Some(c) = self.translate(layer, &mut diags) {
+                        all.push((layer.name.clone(), c));
+                    }
+                }
+                merge::merge(&all)?
+            }
+            Err(e) => return Err(e),
+        };
+        let config_hash = hex::encode(Sha256::digest(merged.to_json(false).as_bytes()));
+        add_applied_json(&mut merged, &applied_json(inputs, &config_hash))?;
+        Ok(RenderedNode {
+            ignition: Secret::new(merged.to_json(false)),
+            config_hash,
+            layers,
+        })
+    }
+}
+
+/// Append `/etc/slipway/applied.json` as Butane would write it (data URL, mode 0644).
+fn add_applied_json(config: &mut Config, contents: &str) -> Result<(), Vec<Diagnostic>> {
+    let err = |m: &str| {
+        vec![Diagnostic::error(
+            Location::file("(generated profile)"),
+            m.to_string(),
+        )]
+    };
+    if config.storage.files.iter().any(|f| f.path == APPLIED_JSON) {
+        return Err(err("an overlay writes /etc/slipway/applied.json, which Slipway owns: remove it from the overlay"));
+    }
+    let url = butane::make_data_url(contents.as_bytes(), None, true);
+    let file = json!({
+        "overwrite": true,
+        "path": APPLIED_JSON,
+        "contents": {"compression": url.compression.unwrap_or_default(), "source": url.url},
+        "mode": 0o644
+    });
+    let file =
+        serde_json::from_value(file).map_err(|e| err(&format!("internal: applied.json: {e}")))?;
+    config.storage.files.push(file);
+    Ok(())
+}
+
+/// Render one node's final Ignition (see [`Renderer`] to render many).
 pub fn render_node(
     inv: &Inventory,
     node: &Node,
@@ -488,39 +677,5 @@ pub fn render_node(
     inputs: &ProfileInputs<'_>,
     files: &dyn FileSource,
 ) -> Result<RenderedNode, Vec<Diagnostic>> {
-    let layers = layers(inv, node, secrets, inputs);
-    let mut diags = Vec::new();
-    let mut configs = Vec::new();
-    for (name, text) in &layers {
-        if let Some(c) = translate_layer(name, text.expose(), files, &mut diags) {
-            configs.push((name.clone(), c));
-        }
-    }
-    if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
-    }
-    let merged = merge::merge(&configs)?;
-    let config_hash = hex::encode(Sha256::digest(merged.to_json(false).as_bytes()));
-    let applied = json!({
-        "variant": "fcos",
-        "version": butane_version_for(&inv.cluster.ignition_spec),
-        "storage": {"files": [file(APPLIED_JSON, 0o644, &applied_json(inputs, &config_hash))]}
-    });
-    let mut scratch = Vec::new();
-    let applied = translate_layer("(applied.json)", &yaml(&applied), files, &mut scratch)
-        .ok_or_else(|| {
-            vec![Diagnostic::error(
-                Location::file("(applied.json)"),
-                "internal: applied.json did not translate",
-            )]
-        })?;
-    let last = merge::merge(&[
-        ("(merged)".to_string(), merged),
-        ("(applied.json)".to_string(), applied),
-    ])?;
-    Ok(RenderedNode {
-        ignition: Secret::new(last.to_json(false)),
-        config_hash,
-        layers,
-    })
+    Renderer::new(inv, files).render(node, secrets, inputs)
 }
