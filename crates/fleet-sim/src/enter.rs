@@ -2,7 +2,8 @@
 //! `slipway-sim wrap <node dir>`, which records the command, refreshes the
 //! node's `/proc` stand-ins, and re-executes itself as
 //! `unshare --mount --propagation private slipway-sim enter <node dir> ...`;
-//! `enter` bind-mounts the node's `/var` and control directory into its root
+//! `enter` bind-mounts the node's `/var`, its control directory and the fleet's
+//! cluster folder into its root
 //! (in the private mount namespace, so the mounts vanish with the command),
 //! chroots, and execs the command with `/bin/sh -c`.
 
@@ -14,6 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::CLUSTER_MOUNT;
+use crate::k3s::NodeView;
 use crate::state::{read_state, write_atomic, CONTROL_MOUNT};
 use crate::SimError;
 
@@ -24,8 +27,13 @@ pub const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 /// The commands log in a node's control directory (JSON lines).
 pub const COMMANDS_LOG: &str = "commands.jsonl";
 
-/// PATH inside a node.
-pub const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// PATH inside a node: the shims first, so `k3s` is the simulator even though Ignition
+/// installs a binary at `/usr/local/bin/k3s`.
+pub const NODE_PATH: &str =
+    "/usr/lib/slipway-sim/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The fleet's cluster folder, next to the node folders.
+pub const CLUSTER_DIR: &str = ".cluster";
 
 /// One command a node received over SSH.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +71,28 @@ impl NodeDirs {
     /// sshd's config, host key, authorized keys, pid file and log.
     pub fn sshd(&self) -> PathBuf {
         self.base.join("sshd")
+    }
+    /// The fleet's cluster folder (shared by every node), mounted at [`CLUSTER_MOUNT`]
+    /// inside the node.
+    pub fn cluster(&self) -> PathBuf {
+        self.base.parent().unwrap_or(&self.base).join(CLUSTER_DIR)
+    }
+    /// The node's name (its folder's name).
+    pub fn name(&self) -> String {
+        self.base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+    /// The node's file systems seen from the host.
+    pub fn view(&self) -> NodeView {
+        NodeView {
+            host: self.name(),
+            root: self.root(),
+            var: self.var(),
+            control: self.control(),
+            cluster: self.cluster(),
+        }
     }
 }
 
@@ -187,6 +217,10 @@ pub fn enter(node_dir: &Path, argv: &[OsString]) -> SimError {
         (
             dirs.control(),
             root.join(CONTROL_MOUNT.trim_start_matches('/')),
+        ),
+        (
+            dirs.cluster(),
+            root.join(CLUSTER_MOUNT.trim_start_matches('/')),
         ),
         (PathBuf::from("/dev/null"), root.join("dev/null")),
     ];

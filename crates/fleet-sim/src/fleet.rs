@@ -1,5 +1,5 @@
-//! The simulator: node folders, one sshd per node, and a supervisor thread
-//! that carries out reboots and faults.
+//! The simulator: node folders, one sshd per node, the shared cluster folder,
+//! and a supervisor thread that carries out reboots, faults and K3s starts.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -10,17 +10,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::cluster::{read_cluster, update_cluster, ClusterState, CLUSTER_FILE, CLUSTER_MOUNT};
 use crate::enter::{
-    now_unix_ms, read_commands, refresh_proc, NodeDirs, ReceivedCommand, SFTP_SERVER,
+    now_unix_ms, read_commands, refresh_proc, NodeDirs, ReceivedCommand, CLUSTER_DIR, SFTP_SERVER,
 };
+use crate::k3s::{Ctx, NodeView};
 use crate::procs::kill_tree;
-use crate::shim::SHIM_PROGRAMS;
+use crate::shim::{SHIM_DIR, SHIM_PROGRAMS};
 use crate::state::{
-    read_state, update_state, write_state, BootSource, Fault, NodeState, SimState, STATE_FILE,
+    checksum_for, read_state, update_state, write_state, BootSource, Fault, NodeState, SimState,
+    STATE_FILE,
 };
 use crate::SimError;
 
@@ -28,11 +31,24 @@ use crate::SimError;
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// The busybox binary copied into every node (Debian's busybox-static).
 pub const BUSYBOX: &str = "/bin/busybox";
+/// The real Ignition binary (Debian package `ignition`).
+pub const IGNITION: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
 
 /// How often the supervisor looks for reboot requests and due boots.
 const TICK: Duration = Duration::from_millis(25);
 /// The longest sshd may take to accept connections after being started.
 const SSHD_READY_LIMIT: Duration = Duration::from_secs(20);
+/// How long systemd waits before starting a failed K3s again (`RestartSec`, shortened).
+const K3S_RESTART: Duration = Duration::from_millis(200);
+
+/// What an install does with the node's `/var` partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarPolicy {
+    /// Keep it (Slipway's layout: `wipe_filesystem: false`), K3s data included.
+    Keep,
+    /// Lose it (a new disk, or a wiped partition).
+    Wipe,
+}
 
 /// What to simulate.
 #[derive(Debug)]
@@ -114,7 +130,11 @@ struct NodeRuntime {
     port: u16,
     power: Power,
     sshd: Option<Child>,
-    state_mtime: Option<SystemTime>,
+    /// A digest of the state file as last seen (modification times are too coarse: two
+    /// writes within one clock tick look alike).
+    state_seen: Option<u64>,
+    /// When the supervisor starts a failing K3s again.
+    k3s_retry_at: Option<Instant>,
 }
 
 struct Shared {
@@ -122,7 +142,9 @@ struct Shared {
     index: BTreeMap<String, usize>,
     stop: AtomicBool,
     shared_dir: PathBuf,
+    cluster_dir: PathBuf,
     extra_sshd_options: String,
+    userland: Userland,
 }
 
 /// A running simulated fleet. Dropping it stops every sshd it started and
@@ -274,15 +296,20 @@ fn build_root(
     for applet in &userland.applets {
         symlink("busybox", &root.join("bin").join(applet))?;
     }
-    for (inside, _) in SHIM_PROGRAMS {
-        symlink(
-            "/usr/libexec/slipway-sim",
-            &root.join(inside.trim_start_matches('/')),
-        )?;
+    for (usual, name) in SHIM_PROGRAMS {
+        let shim_dir = root.join(SHIM_DIR.trim_start_matches('/'));
+        symlink("/usr/libexec/slipway-sim", &shim_dir.join(name))?;
+        if let Some(usual) = usual {
+            symlink(
+                "/usr/libexec/slipway-sim",
+                &root.join(usual.trim_start_matches('/')),
+            )?;
+        }
     }
     for dir in [
         "var",
         "run/slipway-sim",
+        CLUSTER_MOUNT.trim_start_matches('/'),
         "root",
         "etc/slipway",
         "proc/sys/kernel/random",
@@ -296,19 +323,87 @@ fn build_root(
         .map_err(|e| SimError::io("setting permissions of", &tmp, e))?;
     write(&root.join("dev/null"), "", 0o666)?;
     write(&root.join("etc/hostname"), format!("{name}\n"), 0o644)?;
-    write(
-        &root.join("etc/os-release"),
-        format!(
-            "NAME=\"Fedora Linux\"\nVERSION=\"{os_version} (CoreOS)\"\nID=fedora\nVARIANT_ID=coreos\nOSTREE_VERSION='{os_version}'\n"
-        ),
-        0o644,
-    )?;
+    write(&root.join("etc/os-release"), os_release(os_version), 0o644)?;
     write(
         &root.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\n",
         0o644,
     )?;
     Ok(())
+}
+
+fn os_release(os_version: &str) -> String {
+    format!(
+        "NAME=\"Fedora Linux\"\nVERSION=\"{os_version} (CoreOS)\"\nID=fedora\nVARIANT_ID=coreos\nOSTREE_VERSION='{os_version}'\n"
+    )
+}
+
+/// Apply `config_json` with the real Ignition into the node's root, `/var` bind-mounted,
+/// in a private mount namespace with its own `/run`.
+fn apply_ignition(dirs: &NodeDirs, config_json: &str) -> Result<(), SimError> {
+    require_tool(IGNITION, "ignition")?;
+    require_tool("/usr/bin/unshare", "util-linux")?;
+    let root = dirs.root();
+    let work = dirs.base.join("ignition");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| SimError::io("removing", &work, e))?;
+    }
+    // SELinux relabelling cannot run here: a no-op setfiles stands in for it.
+    write(&work.join("bin/setfiles"), "#!/bin/sh\nexit 0\n", 0o755)?;
+    // The config holds the K3s token: private to root, removed right after.
+    write(&work.join("config.ign"), config_json, 0o600)?;
+    let selinux = root.join("etc/selinux/config");
+    if !selinux.exists() {
+        write(&selinux, "SELINUX=disabled\nSELINUXTYPE=targeted\n", 0o644)?;
+    }
+    mkdir(&root.join("var"))?;
+    let script = "set -e; mount -t tmpfs tmpfs /run; mount --bind \"$VAR\" \"$ROOT/var\"; \
+         \"$IGN\" --platform file --stage fetch-offline --log-to-stdout; \
+         \"$IGN\" --platform file --stage files --root \"$ROOT\" --log-to-stdout";
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .env_clear()
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                work.join("bin").display()
+            ),
+        )
+        .env("IGNITION_CONFIG_FILE", work.join("config.ign"))
+        .env("IGN", IGNITION)
+        .env("ROOT", &root)
+        .env("VAR", dirs.var())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| SimError::io("running", Path::new(IGNITION), e));
+    let _ = std::fs::remove_dir_all(&work);
+    let out = out?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().contains("token"))
+        .rev()
+        .take(15)
+        .collect();
+    Err(SimError::IgnitionFailed {
+        node: dirs.name(),
+        log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    })
 }
 
 /// Write the parts of `state` that live in files (applied.json, canary).
@@ -475,29 +570,81 @@ impl NodeRuntime {
     }
 
     fn state_changed(&mut self) -> bool {
-        let mtime = std::fs::metadata(self.dirs.control().join(STATE_FILE))
-            .and_then(|m| m.modified())
-            .ok();
-        let changed = mtime != self.state_mtime;
-        self.state_mtime = mtime;
+        let seen = digest_of(&self.dirs.control().join(STATE_FILE));
+        let changed = seen != self.state_seen;
+        self.state_seen = seen;
         changed
+    }
+
+    /// The node's file systems seen from the host.
+    fn view(&self) -> NodeView {
+        self.dirs.view()
+    }
+
+    /// Run `f` with this node's K3s context: its state lock, then the cluster lock.
+    fn with_k3s<T>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, SimError>,
+    ) -> Result<T, SimError> {
+        let view = self.view();
+        update_state(&view.control, |state| {
+            update_cluster(&view.cluster, |cluster| {
+                let mut ctx = Ctx {
+                    view: &view,
+                    state,
+                    cluster,
+                    now: now_unix_ms(),
+                };
+                f(&mut ctx)
+            })
+        })??
+    }
+
+    /// Schedule (or cancel) the next start of a failing K3s, as systemd's `Restart=` does.
+    fn schedule_retry(&mut self, state: &SimState) {
+        let failing = state
+            .k3s
+            .as_ref()
+            .is_some_and(|k| k.follows_config && !k.active && k.failure.is_some());
+        if !failing {
+            self.k3s_retry_at = None;
+        } else if self.k3s_retry_at.is_none() {
+            self.k3s_retry_at = Some(Instant::now() + K3S_RESTART);
+        }
     }
 
     /// One supervisor step for this node.
     fn tick(&mut self) -> Result<(), SimError> {
         match self.power {
             Power::Up => {
-                if !self.state_changed() {
+                let changed = self.state_changed();
+                let due = self.k3s_retry_at.is_some_and(|at| Instant::now() >= at);
+                if !changed && !due {
                     return Ok(());
                 }
-                let state = read_state(&self.dirs.control())?;
+                let mut state = read_state(&self.dirs.control())?;
                 if state.reboot_requested {
-                    self.power_cycle()?;
-                } else if state.has(&Fault::SshRefuses) {
-                    self.stop_sshd();
-                } else if self.sshd.is_none() {
-                    self.spawn_sshd()?;
+                    return self.power_cycle();
                 }
+                if changed {
+                    if state.has(&Fault::SshRefuses) {
+                        self.stop_sshd();
+                    } else if self.sshd.is_none() {
+                        self.spawn_sshd()?;
+                    }
+                }
+                if due {
+                    self.k3s_retry_at = None;
+                    state = self.with_k3s(|ctx| {
+                        // Only a K3s that is still failing restarts (not one stopped meanwhile).
+                        if ctx.state.k3s.as_ref().is_some_and(|k| k.failure.is_some()) {
+                            ctx.start()?;
+                        }
+                        Ok(ctx.state.clone())
+                    })?;
+                    self.state_changed();
+                }
+                self.schedule_retry(&state);
             }
             Power::Down(Some(at)) if Instant::now() >= at => self.boot()?,
             Power::Down(_) => {}
@@ -505,9 +652,20 @@ impl NodeRuntime {
         Ok(())
     }
 
-    /// The power goes off: sessions die, firmware picks the next boot entry.
+    /// The cluster asked this node's K3s to exit (its etcd member was removed).
+    fn apply_kill(&mut self) -> Result<(), SimError> {
+        let state = self.with_k3s(|ctx| {
+            ctx.apply_kill();
+            Ok(ctx.state.clone())
+        })?;
+        self.state_changed();
+        self.schedule_retry(&state);
+        Ok(())
+    }
+
+    /// The power goes off: sessions die, K3s stops, firmware picks the next boot entry.
     fn power_cycle(&mut self) -> Result<(), SimError> {
-        self.stop_sshd();
+        self.power_off()?;
         let delay = update_state(&self.dirs.control(), |s| {
             s.reboot_requested = false;
             let honours_next = !s.has(&Fault::FirmwareIgnoresBootNext);
@@ -523,9 +681,6 @@ impl NodeRuntime {
             };
             if let Some(pending) = s.pending_os.take() {
                 s.os = pending;
-            }
-            if let Some(k3s) = s.k3s.as_mut() {
-                k3s.active = true;
             }
             if s.has(&Fault::NeverReturnsAfterReboot) {
                 return None;
@@ -546,7 +701,20 @@ impl NodeRuntime {
         Ok(())
     }
 
-    /// Boot: new boot id, sshd back (unless refused).
+    /// sshd and K3s stop; the node is down until something boots it.
+    fn power_off(&mut self) -> Result<(), SimError> {
+        self.stop_sshd();
+        self.k3s_retry_at = None;
+        self.power = Power::Down(None);
+        self.with_k3s(|ctx| {
+            ctx.power_off();
+            Ok(())
+        })?;
+        self.state_changed();
+        Ok(())
+    }
+
+    /// Boot: new boot id, K3s starts (installer or service), sshd back (unless refused).
     fn boot(&mut self) -> Result<(), SimError> {
         let refuses = update_state(&self.dirs.control(), |s| {
             s.boot_id = crate::state::random_uuid();
@@ -555,8 +723,13 @@ impl NodeRuntime {
             s.has(&Fault::SshRefuses)
         })?;
         refresh_proc(&self.dirs)?;
-        self.state_changed();
         self.power = Power::Up;
+        let state = self.with_k3s(|ctx| {
+            ctx.boot()?;
+            Ok(ctx.state.clone())
+        })?;
+        self.state_changed();
+        self.schedule_retry(&state);
         if !refuses {
             self.spawn_sshd()?;
         }
@@ -607,6 +780,15 @@ impl Fleet {
             .map_err(|e| SimError::io("resolving", &spec.dir, e))?;
         let shared_dir = dir.join(".shared");
         let userland = prepare_userland(&shared_dir, &spec.sim_binary)?;
+        let cluster_dir = dir.join(CLUSTER_DIR);
+        mkdir(&cluster_dir)?;
+        // A fleet starts with no cluster (a reused folder forgets the last one).
+        write(
+            &cluster_dir.join(CLUSTER_FILE),
+            serde_json::to_vec(&ClusterState::default())
+                .map_err(|e| SimError::InvalidSpec(e.to_string()))?,
+            0o644,
+        )?;
         let sim_binary = shared_dir.join("usr/libexec/slipway-sim");
         let extra_sshd_options = if sshd_version_at_least(9, 8) {
             // Newer sshd penalises many failed connections from one source (127.0.0.1).
@@ -633,6 +815,7 @@ impl Fleet {
             write_state(
                 &dirs.control(),
                 &SimState {
+                    name: node.name.clone(),
                     boot_id: crate::state::random_uuid(),
                     booted_at_unix_ms: now_unix_ms(),
                     boots: 1,
@@ -662,14 +845,30 @@ impl Fleet {
                     .collect::<String>(),
                 0o600,
             )?;
-            runtimes.push(NodeRuntime {
+            let runtime = NodeRuntime {
                 name: node.name.clone(),
                 dirs,
                 port: 0,
                 power: Power::Up,
                 sshd: None,
-                state_mtime: None,
-            });
+                state_seen: None,
+                k3s_retry_at: None,
+            };
+            runtimes.push(runtime);
+        }
+        // Every machine is known to the cluster before any K3s starts (endpoints resolve).
+        for runtime in &runtimes {
+            runtime.with_k3s(|ctx| {
+                ctx.sync(true);
+                Ok(())
+            })?;
+        }
+        for runtime in &mut runtimes {
+            let state = runtime.with_k3s(|ctx| {
+                ctx.boot()?;
+                Ok(ctx.state.clone())
+            })?;
+            runtime.schedule_retry(&state);
         }
 
         let shared = Arc::new(Shared {
@@ -677,7 +876,9 @@ impl Fleet {
             index,
             stop: AtomicBool::new(false),
             shared_dir,
+            cluster_dir,
             extra_sshd_options,
+            userland,
         });
         // From here on, Drop cleans up whatever was started.
         let mut fleet = Fleet {
@@ -755,6 +956,17 @@ impl Fleet {
         &self.shared.shared_dir
     }
 
+    /// The fleet's cluster folder (mounted at [`CLUSTER_MOUNT`] in every node).
+    pub fn cluster_dir(&self) -> &Path {
+        &self.shared.cluster_dir
+    }
+
+    /// The cluster-wide K3s state right now: the cluster, its etcd members, the Node
+    /// objects, what every machine's K3s does, events, split-brains and conflicts.
+    pub fn cluster(&self) -> Result<ClusterState, SimError> {
+        read_cluster(&self.shared.cluster_dir)
+    }
+
     /// Stop the supervisor and every sshd (with everything it started).
     /// Idempotent; also done on drop.
     pub fn stop(&mut self) {
@@ -774,8 +986,40 @@ impl Drop for Fleet {
     }
 }
 
+/// A digest of a file's contents (`None` when unreadable).
+fn digest_of(path: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn supervise(shared: &Shared) {
+    let cluster_file = shared.cluster_dir.join(CLUSTER_FILE);
+    let mut cluster_seen = None;
     while !shared.stop.load(Ordering::SeqCst) {
+        // The cluster may ask a machine's K3s to exit (its etcd member was removed).
+        let seen = digest_of(&cluster_file);
+        if seen != cluster_seen {
+            cluster_seen = seen;
+            match read_cluster(&shared.cluster_dir) {
+                Ok(cluster) => {
+                    for (host, status) in &cluster.hosts {
+                        let Some(&i) = shared.index.get(host) else {
+                            continue;
+                        };
+                        if status.kill.is_some() {
+                            let mut node = lock(&shared.nodes[i]);
+                            if let Err(e) = node.apply_kill() {
+                                tracing::warn!(node = %node.name, error = %e, "stopping K3s failed");
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the cluster state failed"),
+            }
+        }
         for node in &shared.nodes {
             if shared.stop.load(Ordering::SeqCst) {
                 return;
@@ -857,24 +1101,32 @@ impl SimNode<'_> {
     /// the node next runs the affected program or reboots.
     pub fn inject(&self, fault: Fault) -> Result<(), SimError> {
         let refuse = fault == Fault::SshRefuses;
-        update_state(&self.dirs().control(), |s| {
-            if !s.faults.contains(&fault) {
-                s.faults.push(fault);
+        let mut rt = self.runtime();
+        let up = rt.power == Power::Up;
+        rt.with_k3s(|ctx| {
+            if !ctx.state.faults.contains(&fault) {
+                ctx.state.faults.push(fault);
             }
+            ctx.sync(up);
+            Ok(())
         })?;
         if refuse {
-            let mut rt = self.runtime();
             rt.stop_sshd();
-            rt.state_changed();
         }
+        rt.state_changed();
         Ok(())
     }
 
     /// Remove a fault. Clearing `SshRefuses` restarts sshd on a booted node
     /// and waits until it accepts connections.
     pub fn clear(&self, fault: &Fault) -> Result<(), SimError> {
-        update_state(&self.dirs().control(), |s| s.faults.retain(|f| f != fault))?;
         let mut rt = self.runtime();
+        let up = rt.power == Power::Up;
+        rt.with_k3s(|ctx| {
+            ctx.state.faults.retain(|f| f != fault);
+            ctx.sync(up);
+            Ok(())
+        })?;
         if *fault == Fault::SshRefuses && rt.power == Power::Up {
             rt.spawn_sshd()?;
             rt.wait_ready(SSHD_READY_LIMIT)?;
@@ -909,15 +1161,102 @@ impl SimNode<'_> {
     /// applied.json, canary), as if an install had happened; the boot id
     /// and faults are kept. Stands in for the network install until it exists.
     pub fn write_installed(&self, installed: &NodeState) -> Result<(), SimError> {
-        let dirs = self.dirs();
-        write_state_files(&dirs, installed)?;
-        update_state(&dirs.control(), |s| {
+        let rt = self.runtime();
+        write_state_files(&rt.dirs, installed)?;
+        let up = rt.power == Power::Up;
+        rt.with_k3s(|ctx| {
+            let s = &mut *ctx.state;
             s.os = installed.os.clone();
             s.pending_os = installed.pending_os.clone();
             s.k3s = installed.k3s.clone();
             s.efi = installed.efi.clone();
             s.boot_delay_ms = installed.boot_delay_ms;
+            ctx.sync(up);
+            Ok(())
+        })
+    }
+
+    /// The node's file systems seen from the host.
+    pub fn view(&self) -> NodeView {
+        self.dirs().view()
+    }
+
+    /// The Kubernetes node name this machine's K3s registers with, once it tried.
+    pub fn k3s_node_name(&self) -> Result<Option<String>, SimError> {
+        let name = self.name();
+        Ok(self
+            .fleet
+            .cluster()?
+            .hosts
+            .get(&name)
+            .and_then(|h| h.node_name.clone()))
+    }
+
+    /// Whether this machine's Node object is Ready (see [`ClusterState::is_ready`]).
+    pub fn k3s_ready(&self) -> Result<bool, SimError> {
+        let name = self.name();
+        let cluster = self.fleet.cluster()?;
+        Ok(cluster
+            .hosts
+            .get(&name)
+            .and_then(|h| h.node_name.as_deref())
+            .is_some_and(|n| cluster.is_ready(n)))
+    }
+
+    /// Apply an Ignition config (JSON) to the node's current root with the real Ignition
+    /// (stages `fetch-offline` and `files`, `/var` bind-mounted as on the machine), as the
+    /// initramfs of a first boot would. Remote sources are fetched by Ignition itself and
+    /// checked against their hashes. Nothing reboots: see [`SimNode::install`].
+    pub fn apply_ignition(&self, config_json: &str) -> Result<(), SimError> {
+        apply_ignition(&self.dirs(), config_json)
+    }
+
+    /// Install the node as the network install will (its stand-in until then): power
+    /// off, a fresh root file system (FCOS userland; the OS version is the one the
+    /// config's `/etc/slipway/applied.json` records, else the current one), `/var` kept or
+    /// wiped, the Ignition config applied with the real Ignition, then boot — K3s runs
+    /// its installer from what landed. Returns once the node booted and its sshd accepts
+    /// connections (boot delays do not apply; `NeverReturnsAfterReboot` leaves it down).
+    /// EFI entries and injected faults are kept.
+    pub fn install(&self, config_json: &str, var: VarPolicy) -> Result<(), SimError> {
+        let dirs = self.dirs();
+        self.runtime().power_off()?;
+        let name = self.name();
+        let root = dirs.root();
+        if root.exists() {
+            std::fs::remove_dir_all(&root).map_err(|e| SimError::io("removing", &root, e))?;
+        }
+        if var == VarPolicy::Wipe {
+            let v = dirs.var();
+            std::fs::remove_dir_all(&v).map_err(|e| SimError::io("wiping", &v, e))?;
+            mkdir(&v)?;
+        }
+        let old_os = self.state()?.os;
+        build_root(&dirs, &self.fleet.shared.userland, &name, &old_os.version)?;
+        apply_ignition(&dirs, config_json)?;
+        let applied = std::fs::read_to_string(root.join("etc/slipway/applied.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<slipway_model::facts::AppliedConfig>(&t).ok());
+        let os_version = applied.map_or(old_os.version, |a| a.os_version);
+        write(&root.join("etc/os-release"), os_release(&os_version), 0o644)?;
+        update_state(&dirs.control(), |s| {
+            s.os = slipway_model::facts::Deployment {
+                checksum: checksum_for(&os_version),
+                version: os_version.clone(),
+            };
+            s.pending_os = None;
+            s.k3s = None;
         })?;
+        if self.state()?.has(&Fault::NeverReturnsAfterReboot) {
+            tracing::info!(node = %name, "installed; never boots again (fault)");
+            return Ok(());
+        }
+        let mut rt = self.runtime();
+        rt.boot()?;
+        if rt.sshd.is_some() {
+            rt.wait_ready(SSHD_READY_LIMIT)?;
+        }
+        rt.state_changed();
         Ok(())
     }
 }

@@ -14,25 +14,51 @@
 //! flock. A supervisor thread carries out reboots (sshd down for the boot
 //! delay, new boot id, `BootNext` honoured) and injected [`Fault`]s.
 //!
-//! What it deliberately does not do (yet): the network install
-//! (`coreos-installer` fails clearly), K3s readiness semantics, and any
-//! isolation beyond a chroot — it runs as root and trusts its callers. It
-//! never listens on anything but 127.0.0.1, and it does not depend on
-//! `slipway-node-ssh` (only its tests do): it is a stand-in for machines,
+//! K3s follows the configuration INSTALLED on each node and checks what it
+//! means (see [`k3s`]): the fleet shares one cluster state ([`ClusterState`]:
+//! cluster and token hash, etcd members, Node objects, what every machine's
+//! K3s does, an event log, split-brains and etcd conflicts) in a folder
+//! bind-mounted into every node under an flock. At every boot the supervisor
+//! runs the node's `k3s-install.service` (or just starts K3s), retrying a
+//! failing K3s the way systemd restarts it; `k3s kubectl` and
+//! `k3s etcd-snapshot` answer from that state and fail like the real tools
+//! without a reachable API or without etcd quorum. [`SimNode::install`] and
+//! [`SimNode::apply_ignition`] put a rendered Ignition config onto a node with
+//! the real Ignition binary (Debian package `ignition`).
+//!
+//! What it deliberately does not do (yet): the network install (PXE and
+//! `coreos-installer` fail clearly; [`SimNode::install`] is its stand-in),
+//! pods (a drain evicts nothing), kubelet re-registration of a deleted Node,
+//! the node-password check of reinstalled agents, and any isolation beyond a
+//! chroot — it runs as root and trusts its callers. It never listens on
+//! anything but 127.0.0.1, and it does not depend on `slipway-node-ssh` or
+//! `slipway-ignition-gen` (only its tests do): it is a stand-in for machines,
 //! not a client.
 //!
 //! Processes: [`Fleet::stop`] and `Drop` kill every sshd the fleet started
 //! and every process those started (found through `/proc`, frozen, then
 //! killed), so no stray process outlives a fleet.
 
+pub mod cluster;
 mod enter;
 mod fleet;
+pub mod k3s;
+pub mod kubectl;
 mod procs;
 pub mod shim;
 mod state;
 
-pub use enter::{enter, wrap, NodeDirs, ReceivedCommand, COMMANDS_LOG, NODE_PATH, SFTP_SERVER};
-pub use fleet::{locate_sim_binary, Fleet, FleetSpec, SimNode, SimNodeSpec, BUSYBOX, SSHD};
+pub use cluster::{
+    read_cluster, update_cluster, ClusterEvent, ClusterInfo, ClusterState, Condition, EtcdConflict,
+    EtcdMember, EventKind, HostStatus, KubeNode, SplitBrain, Taint, CLUSTER_MOUNT,
+};
+pub use enter::{
+    enter, wrap, NodeDirs, ReceivedCommand, CLUSTER_DIR, COMMANDS_LOG, NODE_PATH, SFTP_SERVER,
+};
+pub use fleet::{
+    locate_sim_binary, Fleet, FleetSpec, SimNode, SimNodeSpec, VarPolicy, BUSYBOX, IGNITION, SSHD,
+};
+pub use k3s::NodeView;
 pub use procs::{descendants, kill_tree};
 pub use state::{
     checksum_for, default_efi, random_uuid, read_state, update_state, BootSource, Fault, K3sUnit,
@@ -87,6 +113,14 @@ pub enum SimError {
     /// Something the simulator does not simulate was asked for.
     #[error("not simulated: {0}")]
     Unsupported(String),
+    /// The real Ignition refused a config or failed applying it.
+    #[error("Ignition failed on node {node}: {log}")]
+    IgnitionFailed {
+        /// Node name.
+        node: String,
+        /// The tail of Ignition's log (lines that mention a token are left out).
+        log: String,
+    },
 }
 
 impl SimError {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use slipway_fleet_sim::{shim, CONTROL_MOUNT};
+use slipway_fleet_sim::{shim, NodeView};
 
 fn usage() -> ExitCode {
     eprintln!("usage: slipway-sim wrap <node-dir> | slipway-sim enter <node-dir> -- <command...>");
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             .skip(1)
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        return match shim::run(&argv0, &rest, Path::new(CONTROL_MOUNT)) {
+        return match shim::run(&argv0, &rest, &NodeView::inside("")) {
             Ok(out) => {
                 let _ = std::io::stdout().write_all(out.stdout.as_bytes());
                 let _ = std::io::stderr().write_all(out.stderr.as_bytes());

@@ -1,26 +1,38 @@
 //! The FCOS/K3s programs a simulated node provides, as pure-ish functions
-//! over the node's [`SimState`]: `rpm-ostree`, `efibootmgr`, `systemctl`,
-//! `reboot`, `k3s`, `coreos-installer`.
+//! over the node's [`SimState`] (and, for K3s, the fleet's [`ClusterState`]):
+//! `rpm-ostree`, `efibootmgr`, `systemctl`, `reboot`, `k3s`, `coreos-installer`.
 //!
 //! The `slipway-sim` binary dispatches here on `argv[0]` when it runs inside
-//! a node's chroot (the programs are symlinks to it).
-
-use std::path::Path;
+//! a node's chroot (the programs are symlinks to it in [`SHIM_DIR`], first in
+//! the node's `PATH`, and at their usual paths — except `k3s`, whose usual
+//! path `/usr/local/bin/k3s` holds the binary Ignition installed).
+//!
+//! `k3s --version` runs that installed binary and relays what it prints (for a
+//! node with the opaque K3s of [`crate::NodeState::installed`], the recorded
+//! version); `kubectl` and `etcd-snapshot` are in [`crate::kubectl`]'s terms.
 
 use serde_json::json;
 use slipway_model::facts::BootEntries;
 
+use crate::cluster::{update_cluster, ClusterState};
+use crate::enter::now_unix_ms;
+use crate::k3s::{parse_version, run_installed_version, Ctx, NodeView, K3S_BINARY};
+use crate::kubectl;
 use crate::state::{update_state, K3sUnit, SimState};
 use crate::SimError;
 
-/// Program names the multi-call binary answers to inside a node.
-pub const SHIM_PROGRAMS: &[(&str, &str)] = &[
-    ("/usr/bin/rpm-ostree", "rpm-ostree"),
-    ("/usr/sbin/efibootmgr", "efibootmgr"),
-    ("/usr/bin/systemctl", "systemctl"),
-    ("/usr/sbin/reboot", "reboot"),
-    ("/usr/local/bin/k3s", "k3s"),
-    ("/usr/bin/coreos-installer", "coreos-installer"),
+/// Where the shims are inside a node (first in its `PATH`).
+pub const SHIM_DIR: &str = "/usr/lib/slipway-sim/bin";
+
+/// Program names the multi-call binary answers to inside a node, with the usual
+/// path each also gets a symlink at (none for `k3s`: Ignition installs it).
+pub const SHIM_PROGRAMS: &[(Option<&str>, &str)] = &[
+    (Some("/usr/bin/rpm-ostree"), "rpm-ostree"),
+    (Some("/usr/sbin/efibootmgr"), "efibootmgr"),
+    (Some("/usr/bin/systemctl"), "systemctl"),
+    (Some("/usr/sbin/reboot"), "reboot"),
+    (None, "k3s"),
+    (Some("/usr/bin/coreos-installer"), "coreos-installer"),
 ];
 
 /// What a shim printed and how it exited.
@@ -56,26 +68,48 @@ impl ShimOutput {
 const GARBAGE: &str =
     "{\"deployments\": [ {\"booted\": tru\u{fffd}\u{0}## segfault? ##\nBootCurrent: zzzz\n";
 
-/// Run shim `program` with `args` against the state in `control` (the node's
-/// control directory), changing the state when the program would change the machine.
-pub fn run(program: &str, args: &[String], control: &Path) -> Result<ShimOutput, SimError> {
-    update_state(control, |state| {
-        if state.malformed(program) {
-            return ShimOutput::ok(GARBAGE);
+/// Run shim `program` with `args` on the node seen through `view` (an empty
+/// `view.host` is taken from the node's state), changing the node's and the
+/// cluster's state when the program would change the machine or the cluster.
+pub fn run(program: &str, args: &[String], view: &NodeView) -> Result<ShimOutput, SimError> {
+    update_state(&view.control, |state| {
+        let mut view = view.clone();
+        if view.host.is_empty() {
+            view.host = state.name.clone();
         }
-        match program {
+        if state.malformed(program) {
+            return Ok(ShimOutput::ok(GARBAGE));
+        }
+        Ok(match program {
             "rpm-ostree" => rpm_ostree(state, args),
             "efibootmgr" => efibootmgr(state, args),
-            "systemctl" => systemctl(state, args),
-            "reboot" => systemctl(state, &["reboot".to_string()]),
-            "k3s" => k3s(state, args),
+            "systemctl" => systemctl(state, args, &view)?,
+            "reboot" => systemctl(state, &["reboot".to_string()], &view)?,
+            "k3s" => k3s(state, args, &view)?,
             "coreos-installer" => ShimOutput::fail(
                 1,
                 "coreos-installer: not simulated yet (the network install arrives in a later round)\n",
             ),
             other => ShimOutput::fail(127, format!("{other}: not a simulated program\n")),
-        }
-    })
+        })
+    })?
+}
+
+/// Run `change` on the cluster state with this node's K3s context.
+fn with_cluster<T>(
+    view: &NodeView,
+    state: &mut SimState,
+    change: impl FnOnce(&mut Ctx<'_>) -> Result<T, SimError>,
+) -> Result<T, SimError> {
+    update_cluster(&view.cluster, |cluster: &mut ClusterState| {
+        let mut ctx = Ctx {
+            view,
+            state,
+            cluster,
+            now: now_unix_ms(),
+        };
+        change(&mut ctx)
+    })?
 }
 
 fn rpm_ostree(state: &SimState, args: &[String]) -> ShimOutput {
@@ -213,18 +247,23 @@ fn unit_state(state: &SimState, unit: &str) -> &'static str {
     };
     match (&state.k3s, wanted) {
         (Some(k3s), Some(w)) if k3s.unit == w && k3s.active => "active",
+        (Some(k3s), Some(w)) if k3s.unit == w && k3s.failure.is_some() => "failed",
         _ => "inactive",
     }
 }
 
-fn systemctl(state: &mut SimState, args: &[String]) -> ShimOutput {
+fn systemctl(
+    state: &mut SimState,
+    args: &[String],
+    view: &NodeView,
+) -> Result<ShimOutput, SimError> {
     let quiet = args.iter().any(|a| a == "--quiet" || a == "-q");
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    match args.as_slice() {
+    Ok(match args.as_slice() {
         ["reboot", ..] => {
             state.reboot_requested = true;
             ShimOutput::ok("")
@@ -244,22 +283,35 @@ fn systemctl(state: &mut SimState, args: &[String]) -> ShimOutput {
             }
         }
         [verb @ ("start" | "stop" | "restart"), unit] => {
-            let wanted = match unit.trim_end_matches(".service") {
+            let name = unit.trim_end_matches(".service");
+            let wanted = match name {
                 "k3s" => Some(K3sUnit::Server),
                 "k3s-agent" => Some(K3sUnit::Agent),
                 _ => None,
             };
-            match (&mut state.k3s, wanted) {
+            match (&state.k3s, wanted) {
                 (Some(k3s), Some(w)) if k3s.unit == w => {
-                    k3s.active = *verb != "stop";
-                    ShimOutput::ok("")
+                    let stop = *verb == "stop";
+                    with_cluster(view, state, |ctx| {
+                        if stop {
+                            ctx.stop();
+                            Ok(())
+                        } else {
+                            ctx.start()
+                        }
+                    })?;
+                    match state.k3s.as_ref().and_then(|k| k.failure.as_ref()) {
+                        // systemd returns before the service fails again; its log says why.
+                        Some(_) if !stop => ShimOutput::fail(
+                            1,
+                            format!("Job for {name}.service failed because the control process exited with error code.\nSee \"systemctl status {name}.service\" and \"journalctl -xeu {name}.service\" for details.\n"),
+                        ),
+                        _ => ShimOutput::ok(""),
+                    }
                 }
                 _ => ShimOutput::fail(
                     5,
-                    format!(
-                        "Failed to {verb} {0}.service: Unit {0}.service not found.\n",
-                        unit.trim_end_matches(".service")
-                    ),
+                    format!("Failed to {verb} {name}.service: Unit {name}.service not found.\n"),
                 ),
             }
         }
@@ -268,20 +320,51 @@ fn systemctl(state: &mut SimState, args: &[String]) -> ShimOutput {
             1,
             format!("systemctl: `{}` is not simulated\n", args.join(" ")),
         ),
-    }
+    })
 }
 
-fn k3s(state: &SimState, args: &[String]) -> ShimOutput {
-    let Some(k3s) = &state.k3s else {
-        return ShimOutput::fail(127, "sh: k3s: not found\n");
-    };
-    match args.first().map(String::as_str) {
+fn k3s(state: &mut SimState, args: &[String], view: &NodeView) -> Result<ShimOutput, SimError> {
+    let installed = view.path(K3S_BINARY).is_file();
+    if !installed && state.k3s.is_none() {
+        return Ok(ShimOutput::fail(127, "sh: k3s: not found\n"));
+    }
+    let sub = args.first().map(String::as_str);
+    Ok(match sub {
+        Some("--version" | "-v" | "version") if installed => match run_installed_version(view) {
+            Ok(out) if parse_version(&out).is_some() => ShimOutput::ok(out),
+            Ok(_) => ShimOutput::fail(
+                1,
+                format!("k3s: {K3S_BINARY} --version printed no K3s version\n"),
+            ),
+            Err(e) => ShimOutput::fail(1, format!("k3s: {e}\n")),
+        },
         Some("--version" | "-v" | "version") => ShimOutput::ok(format!(
             "k3s version {} (5c1b3d5e)\ngo version go1.22.4\n",
-            k3s.version
+            state
+                .k3s
+                .as_ref()
+                .map(|k| k.version.as_str())
+                .unwrap_or_default()
         )),
-        _ => ShimOutput::fail(1, "k3s: only --version is simulated so far\n"),
-    }
+        Some("kubectl") => with_cluster(view, state, |ctx| {
+            Ok(kubectl::kubectl(
+                ctx.cluster,
+                &view.host,
+                &args[1..],
+                ctx.now,
+            ))
+        })?,
+        Some("etcd-snapshot") => with_cluster(view, state, |ctx| {
+            kubectl::etcd_snapshot(ctx.cluster, view, &args[1..], ctx.now)
+        })?,
+        Some(other) => ShimOutput::fail(
+            1,
+            format!(
+                "k3s: subcommand `{other}` is not simulated (--version, kubectl, etcd-snapshot)\n"
+            ),
+        ),
+        None => ShimOutput::fail(1, "k3s: a subcommand is required\n"),
+    })
 }
 
 #[cfg(test)]
@@ -289,12 +372,27 @@ fn k3s(state: &SimState, args: &[String]) -> ShimOutput {
 mod tests {
     use super::*;
     use crate::state::{write_state, BootSource, Fault, NodeState};
+    use std::path::Path;
+
+    /// The shim on a node whose state is in `control` (root, var and cluster folders next to it).
+    fn run(program: &str, args: &[String], control: &Path) -> Result<ShimOutput, SimError> {
+        let view = NodeView {
+            host: String::new(),
+            root: control.join("root"),
+            var: control.join("var"),
+            control: control.to_path_buf(),
+            cluster: control.join("cluster"),
+        };
+        std::fs::create_dir_all(&view.cluster).unwrap();
+        super::run(program, args, &view)
+    }
 
     fn control_with(state: &NodeState) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         write_state(
             dir.path(),
             &SimState {
+                name: "n".into(),
                 boot_id: crate::state::random_uuid(),
                 booted_at_unix_ms: 0,
                 boots: 1,

@@ -38,6 +38,14 @@ pub struct SimK3s {
     pub unit: K3sUnit,
     /// Whether the unit is active right now.
     pub active: bool,
+    /// Why its last start failed, while it keeps failing (the supervisor retries it).
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// Installed from the node's files (`k3s-install.service`, `config.yaml`): the
+    /// cluster semantics are simulated. False for the opaque K3s of
+    /// [`NodeState::installed`], which runs in no cluster.
+    #[serde(default)]
+    pub follows_config: bool,
 }
 
 /// The state a simulated node starts in (or is "installed" with).
@@ -74,6 +82,8 @@ impl NodeState {
                 version: k3s_version.to_string(),
                 unit,
                 active: true,
+                failure: None,
+                follows_config: false,
             }),
             applied: Some(AppliedConfig {
                 commit: "0000000000000000000000000000000000000000".into(),
@@ -145,7 +155,7 @@ pub enum Fault {
         /// The shim's program name.
         program: String,
     },
-    /// K3s never becomes Ready (honoured once K3s readiness is simulated).
+    /// K3s runs but the node never becomes Ready.
     K3sNeverReady,
     /// The firmware ignores `BootNext` and boots the `BootOrder` head.
     FirmwareIgnoresBootNext,
@@ -166,6 +176,9 @@ pub enum BootSource {
 /// shims running inside the node (JSON, guarded by an flock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimState {
+    /// The machine's name in the fleet.
+    #[serde(default)]
+    pub name: String,
     /// Current boot id (a UUID).
     pub boot_id: String,
     /// Unix time of the current boot, in milliseconds.

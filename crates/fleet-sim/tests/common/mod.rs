@@ -2,6 +2,8 @@
 //! fleets, and node-ssh targets pointing at them.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod profile;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -33,13 +35,19 @@ pub fn sim_binary() -> PathBuf {
 
 /// Start `n` nodes; `state(i)` gives node i's initial state.
 pub fn start_fleet(n: usize, state: impl Fn(usize) -> NodeState) -> TestFleet {
+    let names: Vec<String> = (0..n).map(|i| format!("node-{i:02}")).collect();
+    start_named_fleet(&names, state)
+}
+
+/// Start nodes with these names; `state(i)` gives node i's initial state.
+pub fn start_named_fleet(node_names: &[String], state: impl Fn(usize) -> NodeState) -> TestFleet {
     let dir = tempfile::tempdir().unwrap();
     let (client_key, client_public) = keypair("slipway-test-client");
     let mut nodes = Vec::new();
     let mut host_public = Vec::new();
     let mut names = Vec::new();
-    for i in 0..n {
-        let name = format!("node-{i:02}");
+    for (i, name) in node_names.iter().enumerate() {
+        let name = name.clone();
         let (host_private, public) = keypair(&format!("host@{name}"));
         host_public.push(public);
         names.push(name.clone());
@@ -88,6 +96,42 @@ impl TestFleet {
 
     pub fn targets(&self) -> Vec<NodeTarget> {
         (0..self.names.len()).map(|i| self.target(i)).collect()
+    }
+}
+
+impl TestFleet {
+    /// Run `command` on node `name` over SSH: (exit status, stdout, stderr).
+    pub fn ssh(&self, name: &str, command: &str) -> (i32, String, String) {
+        use slipway_node_ssh::{NodeConn, NodeConnector};
+        let i = self.names.iter().position(|n| n == name).unwrap();
+        let mut conn = slipway_node_ssh::Ssh2Connector::new(options())
+            .connect(&self.target(i))
+            .unwrap_or_else(|e| panic!("connecting to {name}: {e}"));
+        let out = conn
+            .exec(command)
+            .unwrap_or_else(|e| panic!("{name}: {command}: {e}"));
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Send `command` (e.g. a reboot) whose connection may die before it answers.
+    pub fn ssh_may_drop(&self, name: &str, command: &str) {
+        use slipway_node_ssh::{NodeConn, NodeConnector};
+        let i = self.names.iter().position(|n| n == name).unwrap();
+        let mut conn = slipway_node_ssh::Ssh2Connector::new(options())
+            .connect(&self.target(i))
+            .unwrap_or_else(|e| panic!("connecting to {name}: {e}"));
+        let _ = conn.exec(command);
+    }
+
+    /// Like [`TestFleet::ssh`], failing the test unless the command succeeds; its stdout.
+    pub fn ssh_ok(&self, name: &str, command: &str) -> String {
+        let (status, stdout, stderr) = self.ssh(name, command);
+        assert_eq!(status, 0, "{name}: `{command}` failed: {stdout}{stderr}");
+        stdout
     }
 }
 
