@@ -583,12 +583,42 @@ impl<'a> Renderer<'a> {
 
     /// Render a node's final Ignition. Errors carry the overlay's file and position; a
     /// conflict between layers names both.
+    ///
+    /// The config hash of the bootstrap server is always that of its *joining* configuration:
+    /// `cluster-init` is a one-time act of a new cluster, and must not make Slipway reinstall
+    /// the server once the cluster exists.
     pub fn render(
         &self,
         node: &Node,
         secrets: &Secrets,
         inputs: &ProfileInputs<'_>,
     ) -> Result<RenderedNode, Vec<Diagnostic>> {
+        let (mut merged, layers) = self.merged(node, secrets, inputs)?;
+        let config_hash = if node.bootstrap && inputs.cluster_state == ClusterState::New {
+            let joining = ProfileInputs {
+                cluster_state: ClusterState::Exists,
+                ..inputs.clone()
+            };
+            let (alt, _) = self.merged(node, secrets, &joining)?;
+            hex::encode(Sha256::digest(alt.to_json(false).as_bytes()))
+        } else {
+            hex::encode(Sha256::digest(merged.to_json(false).as_bytes()))
+        };
+        add_applied_json(&mut merged, &applied_json(inputs, &config_hash))?;
+        Ok(RenderedNode {
+            ignition: Secret::new(merged.to_json(false)),
+            config_hash,
+            layers,
+        })
+    }
+
+    /// The merged configuration of a node without `applied.json`, and its layers.
+    fn merged(
+        &self,
+        node: &Node,
+        secrets: &Secrets,
+        inputs: &ProfileInputs<'_>,
+    ) -> Result<(Config, Vec<Layer>), Vec<Diagnostic>> {
         let layers = layers(self.inv, node, secrets, inputs);
         let mut diags = Vec::new();
         // Layers before the node's own are, for nodes without overlays of their own, the same
@@ -621,7 +651,7 @@ impl<'a> Renderer<'a> {
                 self.merged.borrow_mut().insert(key, base);
             }
         }
-        let mut merged = match merge::merge(&configs) {
+        let merged = match merge::merge(&configs) {
             Ok(m) => m,
             Err(_) if rest.len() < layers.len() => {
                 // Name the real layers in the conflict: merge them one by one.
@@ -635,13 +665,7 @@ impl<'a> Renderer<'a> {
             }
             Err(e) => return Err(e),
         };
-        let config_hash = hex::encode(Sha256::digest(merged.to_json(false).as_bytes()));
-        add_applied_json(&mut merged, &applied_json(inputs, &config_hash))?;
-        Ok(RenderedNode {
-            ignition: Secret::new(merged.to_json(false)),
-            config_hash,
-            layers,
-        })
+        Ok((merged, layers))
     }
 }
 

@@ -355,6 +355,15 @@ fn bootstrap_server_initialises_only_a_new_cluster() {
         "the cluster's first server joins nobody"
     );
 
+    // Its config hash is that of its joining configuration, so once the cluster exists the
+    // one-time cluster-init is not drift and does not trigger a reinstall.
+    let new = render(&inv, &secrets, "lenovo1", &a, ClusterState::New);
+    let joining = render(&inv, &secrets, "lenovo1", &a, ClusterState::Exists);
+    assert_eq!(new.config_hash, joining.config_hash);
+    assert_ne!(new.ignition.expose(), joining.ignition.expose());
+    let applied: serde_json::Value =
+        serde_json::from_str(&read(&root, "/etc/slipway/applied.json")).unwrap();
+    assert_eq!(applied["config_hash"], joining.config_hash.as_str());
     // Once the cluster exists, the bootstrap server rejoins like the others: no second cluster.
     let (_t, root) = apply(
         render(&inv, &secrets, "lenovo1", &a, ClusterState::Exists)

@@ -80,12 +80,111 @@ pub enum Command {
         /// Butane file; `-` or absent: stdin.
         file: Option<PathBuf>,
     },
+    /// Print a node's final Ignition (or, with --butane, the Butane layers it is merged from).
+    Render {
+        /// Repository and identity.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Slipway's state folder (artifact store and index).
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// The node.
+        #[arg(long)]
+        node: String,
+        /// Print the Butane layers (overlays, generated profile) instead of Ignition.
+        #[arg(long)]
+        butane: bool,
+        /// Render as joining an existing cluster (the bootstrap server does not cluster-init).
+        #[arg(long)]
+        existing_cluster: bool,
+    },
+    /// Serve the boot artifacts of the repository's current state (iPXE, Ignition, artifacts).
+    BootServer {
+        /// Repository and identity.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Slipway's state folder (generations, artifact store and index).
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free one; the address is printed).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Arm these nodes for install: their MACs get the FCOS installer until they fetch their Ignition.
+        #[arg(long = "arm", value_name = "NODE")]
+        arm: Vec<String>,
+        /// Render as joining an existing cluster (the bootstrap server does not cluster-init).
+        #[arg(long)]
+        existing_cluster: bool,
+    },
+    /// Switch the boot server's published generation back to the previous one.
+    Publish {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// Switch back to the previous generation.
+        #[arg(long, required = true)]
+        rollback: bool,
+    },
+    /// Manage the artifact store (FCOS and K3s files nodes install from).
+    Artifacts {
+        /// Artifacts subcommand.
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
     /// Print the JSON schemas of cluster.yaml and node files, or write them to a folder.
     Schema {
         /// Write `cluster.schema.json` and `node.schema.json` into this folder.
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// `slipway artifacts ...`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Import local files into the store (air-gapped sites, tests, the demo).
+    Import(Box<ImportArgs>),
+    /// List what the store holds.
+    List {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+    },
+}
+
+/// `slipway artifacts import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Slipway's state folder.
+    #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+    pub state: PathBuf,
+    /// FCOS release the kernel/initramfs/rootfs/metal files belong to.
+    #[arg(long, requires_all = ["kernel", "initramfs", "rootfs", "metal"])]
+    pub fcos_release: Option<String>,
+    /// Live kernel.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Live initramfs.
+    #[arg(long)]
+    pub initramfs: Option<PathBuf>,
+    /// Live rootfs.
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// Metal image.
+    #[arg(long)]
+    pub metal: Option<PathBuf>,
+    /// The metal image's detached signature (without one, installs use coreos.inst.insecure).
+    #[arg(long)]
+    pub metal_sig: Option<PathBuf>,
+    /// K3s version the binary and install script belong to.
+    #[arg(long, requires_all = ["k3s_binary", "k3s_install_script"])]
+    pub k3s_version: Option<String>,
+    /// The k3s binary.
+    #[arg(long)]
+    pub k3s_binary: Option<PathBuf>,
+    /// The K3s install script.
+    #[arg(long)]
+    pub k3s_install_script: Option<PathBuf>,
 }
 
 /// `slipway secrets ...`

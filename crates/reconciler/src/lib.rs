@@ -4,8 +4,11 @@
 //!
 //! `main.rs` only parses arguments and dispatches into these modules.
 
+pub mod artifacts;
+pub mod boot_cmd;
 pub mod butane_cmd;
 pub mod cmdline;
+pub mod desired;
 pub mod identity;
 pub mod plan;
 pub mod repo_fs;

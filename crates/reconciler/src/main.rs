@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use slipway::cmdline::{Cli, Command, LogFormat};
-use slipway::{butane_cmd, repo_fs, secrets_cmd, validate};
+use slipway::{boot_cmd, butane_cmd, repo_fs, secrets_cmd, validate};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +27,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Validate { repo, output } => validate::run(repo, *output),
         Command::Secrets { command } => secrets_cmd::run(command),
         Command::Schema { out } => schema(out.as_deref()),
+        Command::Render {
+            repo,
+            state,
+            node,
+            butane,
+            existing_cluster,
+        } => boot_cmd::render(repo, state, node, *butane, *existing_cluster),
+        Command::BootServer {
+            repo,
+            state,
+            listen,
+            arm,
+            existing_cluster,
+        } => boot_cmd::boot_server(repo, state, *listen, arm, *existing_cluster),
+        Command::Publish { state, rollback: _ } => boot_cmd::rollback(state),
+        Command::Artifacts { command } => boot_cmd::artifacts(command),
         Command::Butane {
             strict,
             pretty,
