@@ -344,6 +344,11 @@ pub struct RawNode {
     /// Extra kernel arguments for this node.
     #[serde(default)]
     pub kernel_args: Vec<String>,
+    /// Where Slipway reaches the node over SSH, `host` or `host:port`; by default the static
+    /// address (or the host name with DHCP), port 22.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub ssh_address: Option<Spanned<String>>,
 }
 
 /// Node roles.
@@ -597,6 +602,10 @@ pub struct Node {
     pub reinstall_method: ReinstallMethod,
     /// Extra kernel arguments.
     pub kernel_args: Vec<String>,
+    /// SSH host.
+    pub ssh_host: String,
+    /// SSH port.
+    pub ssh_port: u16,
     /// The node file, for messages.
     pub file: String,
 }
@@ -1283,6 +1292,23 @@ fn validate_node(
             }
         }
     }
+    let (ssh_host, ssh_port) = match &raw.ssh_address {
+        Some(a) => match parse_host_port(a) {
+            Some(hp) => hp,
+            None => {
+                cx.err(
+                    loc(a.span()),
+                    format!("`{}` is not an SSH address", a.as_str()),
+                    Some("write `host` or `host:port`, like `192.168.26.11` or `127.0.0.1:2201`".into()),
+                );
+                (String::new(), 22)
+            }
+        },
+        None => (
+            network.address().map_or_else(|| host.to_string(), |a| a.to_string()),
+            22,
+        ),
+    };
     if cx.diags.error_count() > before {
         return None;
     }
@@ -1307,10 +1333,21 @@ fn validate_node(
             overlays,
             reinstall_method: raw.reinstall_method,
             kernel_args: raw.kernel_args,
+            ssh_host,
+            ssh_port,
             file: file.to_string(),
         },
         spans,
     ))
+}
+
+fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
+        None => (s, 22),
+    };
+    let ok = host.parse::<Ipv4Addr>().is_ok() || is_hostname(host);
+    ok.then(|| (host.to_string(), port))
 }
 
 fn is_hostname(h: &str) -> bool {
@@ -1580,5 +1617,9 @@ mod tests {
         assert!(!is_taint("gpu=true"));
         assert_eq!(parse_hhmm("02:30"), Some(150));
         assert_eq!(parse_hhmm("24:00"), None);
+        assert_eq!(parse_host_port("127.0.0.1:2201"), Some(("127.0.0.1".into(), 2201)));
+        assert_eq!(parse_host_port("n1.lab.example"), Some(("n1.lab.example".into(), 22)));
+        assert_eq!(parse_host_port("n1:0"), None);
+        assert_eq!(parse_host_port("bad host:22"), None);
     }
 }

@@ -98,6 +98,48 @@ pub enum Command {
         #[arg(long)]
         existing_cluster: bool,
     },
+    /// Read what every node (or one) actually runs, over SSH with pinned host keys.
+    Facts {
+        /// Repository and identity (host keys are pinned from the nodes' secrets).
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Private key Slipway logs in with; default: the ssh-agent.
+        #[arg(long, env = "SLIPWAY_SSH_KEY")]
+        ssh_key: Option<PathBuf>,
+        /// Pin host keys from this known_hosts file instead of the secrets.
+        #[arg(long)]
+        known_hosts: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Plan (and, later, execute) what it takes to make the fleet match the repository.
+    Reconcile {
+        /// Repository and identity.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Slipway's state folder (artifact store and index).
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// Only show the plan: read-only fact commands, nothing published, nothing armed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Don't contact the nodes: plan from what the state folder knows.
+        #[arg(long)]
+        offline: bool,
+        /// Private key Slipway logs in with; default: the ssh-agent.
+        #[arg(long, env = "SLIPWAY_SSH_KEY")]
+        ssh_key: Option<PathBuf>,
+        /// Plan format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
     /// Serve the boot artifacts of the repository's current state (iPXE, Ignition, artifacts).
     BootServer {
         /// Repository and identity.

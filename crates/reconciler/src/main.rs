@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use slipway::cmdline::{Cli, Command, LogFormat};
-use slipway::{boot_cmd, butane_cmd, repo_fs, secrets_cmd, validate};
+use slipway::{boot_cmd, butane_cmd, facts_cmd, reconcile_cmd, repo_fs, secrets_cmd, validate};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +27,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Validate { repo, output } => validate::run(repo, *output),
         Command::Secrets { command } => secrets_cmd::run(command),
         Command::Schema { out } => schema(out.as_deref()),
+        Command::Facts { repo, node, ssh_key, known_hosts, output } => {
+            facts_cmd::run(repo, node.as_deref(), ssh_key.as_ref(), known_hosts.as_ref(), *output)
+        }
+        Command::Reconcile { repo, state, dry_run, offline, ssh_key, output, detailed_exitcode } => {
+            reconcile_cmd::run(&reconcile_cmd::ReconcileArgs {
+                repo,
+                state,
+                dry_run: *dry_run,
+                offline: *offline,
+                ssh_key: ssh_key.as_ref(),
+                output: *output,
+                detailed_exitcode: *detailed_exitcode,
+            })
+        }
         Command::Render {
             repo,
             state,

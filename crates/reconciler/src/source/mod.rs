@@ -69,6 +69,15 @@ use std::time::Duration;
 use slipway_model::repo::RepoFiles;
 
 pub use error::{Refusal, SourceError};
+
+/// The files of a working tree's git repository at `commit` (for re-rendering a node's
+/// configuration at the commit its `applied.json` names).
+pub fn files_at_commit(repo_dir: &Path, commit: &str) -> Result<RepoFiles, SourceError> {
+    let unknown = |why: String| SourceError::UnknownCommit { commit: commit.to_string(), why };
+    let repo = git2::Repository::discover(repo_dir).map_err(|e| unknown(e.message().to_owned()))?;
+    let oid = git2::Oid::from_str(commit).map_err(|e| unknown(e.message().to_owned()))?;
+    tree::files_at(&repo, oid)
+}
 pub use remote::{choose_credential, Auth, CredentialChoice, PinnedHosts, Remote, RemoteKind};
 pub use schedule::{Backoff, PollInterval};
 pub use state::SourceState;

@@ -1,0 +1,168 @@
+//! `slipway reconcile --dry-run`: the plan, like `terraform plan`. Reads facts (read-only
+//! commands only) or, with `--offline`, assumes what the state folder records; renders the
+//! desired configs; re-renders each node's config at the commit its `applied.json` names so
+//! the diff is exact; prints the plan. Changes nothing anywhere.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use slipway_ignition_gen::profile::ClusterState;
+use slipway_model::check::{check_repo, Secrets};
+use slipway_model::facts::NodeFacts;
+use slipway_model::secrets::Identities;
+
+use crate::artifacts::ArtifactIndex;
+use crate::cmdline::{Output, RepoArgs};
+use crate::desired::{self, Loaded};
+use crate::plan::{self, Actual, ActualNode, Desired, DesiredNode, NodeFiles, Policy, RawFiles};
+use crate::{facts_cmd, identity, source};
+
+/// Options of `slipway reconcile`.
+pub struct ReconcileArgs<'a> {
+    /// Repository and identity.
+    pub repo: &'a RepoArgs,
+    /// State folder.
+    pub state: &'a Path,
+    /// Only plan.
+    pub dry_run: bool,
+    /// Don't contact nodes.
+    pub offline: bool,
+    /// SSH key.
+    pub ssh_key: Option<&'a PathBuf>,
+    /// Output format.
+    pub output: Output,
+    /// 0 nothing to do, 2 changes, 1 error.
+    pub detailed_exitcode: bool,
+}
+
+fn secret_values(s: &Secrets) -> Vec<String> {
+    let mut v = vec![s.k3s_token.expose().to_string()];
+    v.extend(s.core_password_hash.iter().map(|h| h.expose().to_string()));
+    v.extend(s.host_keys.values().map(|k| k.expose().to_string()));
+    v
+}
+
+fn redacted(ignition: &str, secrets: &[String]) -> Result<NodeFiles> {
+    let raw = RawFiles::from_ignition(ignition).map_err(|e| anyhow::anyhow!("reading a rendered config: {e}"))?;
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    Ok(raw.redact(&refs))
+}
+
+/// The files a node's config had at `commit`, re-rendered (None when that can't be done
+/// exactly: unknown commit, invalid repo then, artifacts no longer in the store).
+fn applied_files(
+    repo_dir: &Path,
+    ids: &Identities,
+    index: &ArtifactIndex,
+    node: &str,
+    facts: &NodeFacts,
+    state: ClusterState,
+    secrets: &[String],
+) -> Option<NodeFiles> {
+    let applied = facts.applied.as_ref()?;
+    let files = source::files_at_commit(repo_dir, &applied.commit).ok()?;
+    let checked = check_repo(&files, Some(ids));
+    let loaded = Loaded {
+        files,
+        inventory: checked.inventory?,
+        secrets: checked.secrets?,
+        commit: applied.commit.clone(),
+    };
+    let mut resolved = index.resolve(&loaded.inventory.cluster).ok()?;
+    // Render with the versions the node records, if the store still has them.
+    if let Some(e) = index.k3s.get(&applied.k3s_version) {
+        resolved.k3s_version = applied.k3s_version.clone();
+        resolved.k3s = e.clone();
+    }
+    if let Some(e) = index.fcos.get(&applied.os_version) {
+        resolved.fcos_release = applied.os_version.clone();
+        resolved.fcos = e.clone();
+    }
+    let only = [node.to_string()];
+    let rendered = desired::render(&loaded, &resolved, state, Some(&only)).ok()?;
+    let mut all = secrets.to_vec();
+    all.extend(secret_values(&loaded.secrets));
+    redacted(rendered.get(node)?.ignition.expose(), &all).ok()
+}
+
+/// `slipway reconcile`.
+pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
+    if !args.dry_run {
+        bail!("executing a plan (the rolling reinstall) is not available yet: run with --dry-run to see the plan");
+    }
+    let loaded = desired::load(args.repo)?;
+    let ids = identity::require(args.repo.identity.as_deref())?;
+    let index = ArtifactIndex::load(args.state)?;
+    let resolved = index.resolve(&loaded.inventory.cluster)?;
+    let inv = &loaded.inventory;
+
+    // Actual: facts over SSH (read-only), or nothing known offline.
+    let facts: BTreeMap<String, NodeFacts> = if args.offline {
+        BTreeMap::new()
+    } else {
+        let auth = facts_cmd::auth(args.ssh_key.map(PathBuf::as_path));
+        let targets = facts_cmd::targets(inv, &loaded.secrets, None, &auth, None)?;
+        facts_cmd::gather(targets)?.into_iter().collect()
+    };
+    let cluster_exists = inv.servers().any(|s| {
+        facts.get(&s.name).is_some_and(|f| f.applied.is_some() && f.k3s_service.as_ref().is_some_and(|k| k.is_active()))
+    });
+    let state = if cluster_exists { ClusterState::Exists } else { ClusterState::New };
+    let rendered = desired::render(&loaded, &resolved, state, None)?;
+    let secrets = secret_values(&loaded.secrets);
+
+    let mut desired_nodes = Vec::new();
+    let mut actual_nodes = Vec::new();
+    for node in &inv.nodes {
+        let Some(r) = rendered.get(&node.name) else { continue };
+        desired_nodes.push(DesiredNode {
+            name: node.name.clone(),
+            hostname: node.hostname.clone(),
+            role: node.role,
+            bootstrap: node.bootstrap,
+            macs: node.macs.clone(),
+            install_disk: node.install_disk.clone(),
+            config_hash: r.config_hash.clone(),
+            files: redacted(r.ignition.expose(), &secrets)?,
+            os_version: resolved.fcos_release.clone(),
+            k3s_version: resolved.k3s_version.clone(),
+            reinstall_method: node.reinstall_method,
+        });
+        let f = match facts.get(&node.name) {
+            Some(f) => f.clone(),
+            None => NodeFacts::unreachable("not contacted (--offline): assumed never installed by Slipway"),
+        };
+        actual_nodes.push(ActualNode {
+            name: node.name.clone(),
+            applied_files: applied_files(&args.repo.repo, &ids, &index, &node.name, &f, state, &secrets),
+            facts: f,
+            recorded_macs: Vec::new(),
+            recorded_disk: None,
+        });
+    }
+    let author = git2::Repository::discover(&args.repo.repo)
+        .ok()
+        .and_then(|r| r.head().ok().and_then(|h| h.peel_to_commit().ok()).map(|c| c.author().to_string()))
+        .unwrap_or_default();
+    let desired = Desired {
+        commit: loaded.commit.clone(),
+        author,
+        signer: None,
+        cluster_name: inv.cluster.name.clone(),
+        nodes: desired_nodes,
+        policy: Policy { max_unavailable_agents: inv.cluster.rollout.max_unavailable_agents },
+    };
+    let actual = Actual { nodes: actual_nodes, known_nodes: Vec::new(), cluster_exists };
+    let p = plan::plan(&desired, &actual);
+    match args.output {
+        Output::Json => println!("{}", plan::render_json(&p)),
+        Output::Text => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", plan::render_text(&p, color));
+        }
+    }
+    Ok(if args.detailed_exitcode { ExitCode::from(plan::detailed_exit_code(&p)) } else { ExitCode::SUCCESS })
+}
