@@ -404,6 +404,9 @@ async fn ignition(
         .into_response()
 }
 
+/// Read size when streaming artifacts.
+const ARTIFACT_CHUNK: usize = 4 << 20;
+
 async fn artifact(
     State(state): State<ServerState>,
     Path((sha, name)): Path<(String, String)>,
@@ -421,7 +424,10 @@ async fn artifact(
     } else {
         format!("\"{digest}\"")
     };
+    // 4 MiB reads: multi-GB images stream with a fraction of the per-chunk overhead of the
+    // 64 KiB default (measured in benches/serve.rs against nginx's sendfile).
     match tower_http::services::ServeFile::new(path)
+        .with_buf_chunk_size(ARTIFACT_CHUNK)
         .oneshot(req)
         .await
     {
