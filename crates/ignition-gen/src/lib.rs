@@ -4,8 +4,8 @@
 //!   into a typed [`ignition::Config`] of the Ignition spec that version maps to (1.4.0 →
 //!   3.3.0, Slipway's default), reporting every problem with `FILE:LINE:COLUMN`. The JSON it
 //!   prints ([`ignition::Config::to_json`]) is byte-for-byte what Butane prints, field order
-//!   and empty-field omission included, except for gzip-compressed data URLs (see
-//!   [`butane::make_data_url`]).
+//!   and empty-field omission included, gzip-compressed data URLs too (Go's
+//!   `BestCompression` gzip as Go 1.7 to 1.26 write it, see [`butane::goflate`]).
 //! - [`merge::merge`] layers Ignition configs (cluster overlays, role, node, generated
 //!   profile) with Ignition's own merge rules and names both layers of any conflict.
 //! - [`butane_cli`] is the whole `slipway butane` command minus its I/O.

@@ -6,9 +6,9 @@
 //! more than the four bytes `gzip` costs. When the config already names a compression the
 //! contents are the user's own compressed bytes and are never compressed again.
 //!
-//! Known difference: Butane compresses with Go's `compress/flate` at `BestCompression`; we use
-//! `miniz_oxide` at level 9. Both produce valid gzip of the same bytes, but the compressed
-//! bytes (and so the base64 text, and rarely the gzip-or-not choice) can differ.
+//! The gzip bytes come from [`super::goflate`], a port of Go's `compress/flate` at
+//! `BestCompression` (as Go 1.7 to 1.26 write it), so the base64 text and the gzip-or-not
+//! choice are Butane's own.
 
 use base64::Engine;
 
@@ -36,43 +36,10 @@ pub fn escape(data: &[u8]) -> String {
     out
 }
 
-thread_local! {
-    /// One raw-deflate compressor per thread, reset before each use: building a compressor
-    /// costs far more than compressing a small file.
-    static DEFLATE: std::cell::RefCell<flate2::Compress> =
-        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::best(), false));
-}
-
-/// Gzip like Go's `gzip.NewWriterLevel(w, gzip.BestCompression)`: no name, mtime 0,
-/// XFL 2 (best compression), OS 255 (unknown).
+/// Gzip like Go's `gzip.NewWriterLevel(w, gzip.BestCompression)`: byte for byte what Butane
+/// writes (see [`super::goflate`]).
 pub fn gzip_best(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 64);
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255]);
-    DEFLATE.with(|c| {
-        let mut c = c.borrow_mut();
-        c.reset();
-        let start_in = c.total_in();
-        loop {
-            let consumed = usize::try_from(c.total_in() - start_in).unwrap_or(data.len());
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(256));
-            }
-            match c.compress_vec(
-                &data[consumed.min(data.len())..],
-                &mut out,
-                flate2::FlushCompress::Finish,
-            ) {
-                Ok(flate2::Status::StreamEnd) => break,
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
-    });
-    let mut crc = flate2::Crc::new();
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
+    super::goflate::gzip_best(data)
 }
 
 /// The result of [`make_data_url`].
@@ -104,7 +71,10 @@ pub fn make_data_url(
     if b64.len() < opaque.len() {
         opaque = b64;
     }
-    if !user_compressed && allow_compression {
+    // Gzip can only win if its URL (at least ";base64," and the base64 of the smallest
+    // gzip) plus "gzip" is shorter, so tiny contents skip compressing.
+    let min_gz = ";base64,".len() + super::goflate::MIN_GZIP_LEN.div_ceil(3) * 4;
+    if !user_compressed && allow_compression && min_gz + "gzip".len() < opaque.len() {
         let gz = format!(
             ";base64,{}",
             base64::engine::general_purpose::STANDARD.encode(gzip_best(contents))
@@ -160,6 +130,28 @@ mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, text);
+    }
+
+    #[test]
+    fn skipping_gzip_for_tiny_contents_never_changes_the_choice() {
+        // Contents around the skip threshold: the shortcut must agree with always trying.
+        for n in 0..64 {
+            for byte in [b'a', 0xff] {
+                let data = vec![byte; n];
+                let d = make_data_url(&data, None, true);
+                let gz = format!(
+                    ";base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(gzip_best(&data))
+                );
+                let best_plain = make_data_url(&data, None, false).url;
+                let want_gzip = gz.len() + 4 < best_plain.len() - "data:".len();
+                assert_eq!(
+                    d.compression.as_deref() == Some("gzip"),
+                    want_gzip,
+                    "{n} x {byte}"
+                );
+            }
+        }
     }
 
     #[test]

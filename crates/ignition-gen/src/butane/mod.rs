@@ -7,6 +7,7 @@
 //! and the output is validated with the Ignition rules that matter for Slipway.
 
 mod dataurl;
+pub mod goflate;
 pub mod scalars;
 pub mod schema;
 mod systemd;
