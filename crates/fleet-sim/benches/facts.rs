@@ -117,12 +117,12 @@ fn main() -> BenchResult<()> {
     for i in 0..max {
         let (host_private, host_public) = keypair(&format!("host-{i}"))?;
         host_keys.push(host_public);
-        nodes.push(SimNodeSpec {
-            name: format!("bench-{i:02}"),
-            host_key_openssh_private: host_private,
-            authorized_keys: vec![client_public.clone()],
-            initial: NodeState::installed("40.20240616.3.0", "v1.30.2+k3s1", K3sUnit::Agent),
-        });
+        nodes.push(SimNodeSpec::new(
+            format!("bench-{i:02}"),
+            host_private,
+            vec![client_public.clone()],
+            NodeState::installed("40.20240616.3.0", "v1.30.2+k3s1", K3sUnit::Agent),
+        ));
     }
     let setup = Instant::now();
     let fleet = Fleet::start(FleetSpec {

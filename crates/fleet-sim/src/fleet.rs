@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use slipway_model::net::MacAddr;
 use zeroize::Zeroizing;
 
 use crate::cluster::{read_cluster, update_cluster, ClusterState, CLUSTER_FILE, CLUSTER_MOUNT};
@@ -19,6 +20,7 @@ use crate::enter::{
     now_unix_ms, read_commands, refresh_proc, NodeDirs, ReceivedCommand, CLUSTER_DIR, SFTP_SERVER,
 };
 use crate::k3s::{Ctx, NodeView};
+use crate::netboot::{self, Attempt, Firmware, NetbootOutcome, NetbootRecord};
 use crate::procs::kill_tree;
 use crate::shim::{SHIM_DIR, SHIM_PROGRAMS};
 use crate::state::{
@@ -40,6 +42,9 @@ const TICK: Duration = Duration::from_millis(25);
 const SSHD_READY_LIMIT: Duration = Duration::from_secs(20);
 /// How long systemd waits before starting a failed K3s again (`RestartSec`, shortened).
 const K3S_RESTART: Duration = Duration::from_millis(200);
+
+/// The netboot log in a node's control directory (JSON lines, one [`NetbootRecord`] each).
+pub const NETBOOT_LOG: &str = "netboot.jsonl";
 
 /// What an install does with the node's `/var` partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +79,31 @@ pub struct SimNodeSpec {
     pub authorized_keys: Vec<String>,
     /// The state the node starts in.
     pub initial: NodeState,
+    /// The NICs' MACs, the first one netboots (iPXE's `net0`).
+    pub macs: Vec<MacAddr>,
+    /// The firmware: boot server and boot order (see [`crate::netboot`]).
+    pub firmware: Firmware,
+}
+
+impl SimNodeSpec {
+    /// A node without MACs whose firmware knows no boot server (a network entry boots the
+    /// installed system again); set [`SimNodeSpec::macs`] and [`SimNodeSpec::firmware`] for
+    /// the network install.
+    pub fn new(
+        name: impl Into<String>,
+        host_key_openssh_private: Zeroizing<String>,
+        authorized_keys: Vec<String>,
+        initial: NodeState,
+    ) -> Self {
+        SimNodeSpec {
+            name: name.into(),
+            host_key_openssh_private,
+            authorized_keys,
+            initial,
+            macs: Vec::new(),
+            firmware: Firmware::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SimNodeSpec {
@@ -83,6 +113,8 @@ impl std::fmt::Debug for SimNodeSpec {
             .field("host_key_openssh_private", &"<redacted>")
             .field("authorized_keys", &self.authorized_keys)
             .field("initial", &self.initial)
+            .field("macs", &self.macs)
+            .field("firmware", &self.firmware)
             .finish()
     }
 }
@@ -122,6 +154,8 @@ enum Power {
     Up,
     /// Rebooting; boots at the instant, or never (`None`).
     Down(Option<Instant>),
+    /// The firmware runs a network boot (on its own thread); it boots or stays down.
+    Netbooting,
 }
 
 struct NodeRuntime {
@@ -135,6 +169,10 @@ struct NodeRuntime {
     state_seen: Option<u64>,
     /// When the supervisor starts a failing K3s again.
     k3s_retry_at: Option<Instant>,
+    /// The NICs' MACs.
+    macs: Vec<MacAddr>,
+    /// The firmware's configuration.
+    firmware: Firmware,
 }
 
 struct Shared {
@@ -145,6 +183,8 @@ struct Shared {
     cluster_dir: PathBuf,
     extra_sshd_options: String,
     userland: Userland,
+    /// Network boots running on their own threads (joined by [`Fleet::stop`]).
+    netboots: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A running simulated fleet. Dropping it stops every sshd it started and
@@ -429,6 +469,259 @@ fn write_state_files(dirs: &NodeDirs, state: &NodeState) -> Result<(), SimError>
     Ok(())
 }
 
+/// Where an install takes the OS version from.
+enum OsSource {
+    /// `/etc/slipway/applied.json` as the config wrote it, else the version booted before
+    /// ([`SimNode::install`], the stand-in for the image).
+    AppliedJson,
+    /// The metal image (the network install).
+    Image(String),
+}
+
+/// Lay a fresh OS down on a powered-off node: a new root (FCOS userland), `/var` kept or
+/// wiped, the config applied with the real Ignition, the OS version set. K3s is gone until
+/// the next boot runs its installer from what landed. Returns the installed OS version.
+fn lay_root(
+    dirs: &NodeDirs,
+    userland: &Userland,
+    config_json: &str,
+    var: VarPolicy,
+    os: OsSource,
+) -> Result<String, SimError> {
+    let root = dirs.root();
+    if root.exists() {
+        std::fs::remove_dir_all(&root).map_err(|e| SimError::io("removing", &root, e))?;
+    }
+    if var == VarPolicy::Wipe {
+        let v = dirs.var();
+        if v.exists() {
+            std::fs::remove_dir_all(&v).map_err(|e| SimError::io("wiping", &v, e))?;
+        }
+        mkdir(&v)?;
+    }
+    let old_os = read_state(&dirs.control())?.os;
+    let first_version = match &os {
+        OsSource::Image(v) => v.clone(),
+        OsSource::AppliedJson => old_os.version.clone(),
+    };
+    build_root(dirs, userland, &dirs.name(), &first_version)?;
+    apply_ignition(dirs, config_json)?;
+    let os_version = match os {
+        OsSource::Image(v) => v,
+        OsSource::AppliedJson => std::fs::read_to_string(root.join("etc/slipway/applied.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<slipway_model::facts::AppliedConfig>(&t).ok())
+            .map_or(old_os.version, |a| a.os_version),
+    };
+    write(&root.join("etc/os-release"), os_release(&os_version), 0o644)?;
+    update_state(&dirs.control(), |s| {
+        s.os = slipway_model::facts::Deployment {
+            checksum: checksum_for(&os_version),
+            version: os_version.clone(),
+        };
+        s.pending_os = None;
+        s.k3s = None;
+    })?;
+    Ok(os_version)
+}
+
+/// Append one record to the node's netboot log.
+fn log_netboot(dirs: &NodeDirs, record: &NetbootRecord) -> Result<(), SimError> {
+    use std::io::Write as _;
+    let path = dirs.control().join(NETBOOT_LOG);
+    let mut line =
+        serde_json::to_string(record).map_err(|e| SimError::InvalidSpec(e.to_string()))?;
+    line.push('\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| SimError::io("appending to", &path, e))?;
+    tracing::info!(node = %dirs.name(), outcome = ?record.outcome, "network boot");
+    Ok(())
+}
+
+/// Read a node's netboot log.
+fn read_netboot_log(dirs: &NodeDirs) -> Result<Vec<NetbootRecord>, SimError> {
+    let path = dirs.control().join(NETBOOT_LOG);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SimError::io("reading", &path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| SimError::CorruptState {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// How a firmware walk ended.
+enum WalkEnd {
+    /// A disk entry booted.
+    Booted,
+    /// The node stays down, for this reason.
+    Down(String),
+}
+
+/// The firmware of a powered-off node boots: entries from `BootCurrent` (already chosen by
+/// the power cycle), then `BootOrder`. Network entries netboot from the node's boot server;
+/// `script` (if any) is what the first network entry is served instead of asking the server.
+/// Runs without the node's lock (HTTP and Ignition take a while); takes it to boot.
+fn firmware_walk(
+    shared: &Shared,
+    index: usize,
+    mut script: Option<String>,
+) -> Result<(WalkEnd, Vec<NetbootRecord>), SimError> {
+    let (dirs, firmware, mac) = {
+        let rt = lock(&shared.nodes[index]);
+        (
+            rt.dirs.clone(),
+            rt.firmware.clone(),
+            rt.macs.first().copied(),
+        )
+    };
+    let base = firmware.boot_server.unwrap_or_default();
+    let efi = read_state(&dirs.control())?.efi;
+    let mut queue: Vec<u16> = efi.current.into_iter().chain(efi.order.clone()).collect();
+    let mut records = Vec::new();
+    let mut installed = false;
+    let mut tried: Vec<u16> = Vec::new();
+    let mut i = 0;
+    loop {
+        let Some(&number) = queue.get(i) else {
+            return Ok((
+                WalkEnd::Down("no boot entry left to try: no bootable device".into()),
+                records,
+            ));
+        };
+        i += 1;
+        if tried.contains(&number) {
+            continue;
+        }
+        tried.push(number);
+        let Some(entry) = efi.entry(number).filter(|e| e.active) else {
+            continue;
+        };
+        if !entry.is_network {
+            update_state(&dirs.control(), |s| {
+                s.efi.current = Some(number);
+                s.last_boot_source = BootSource::Disk;
+            })?;
+            return Ok((WalkEnd::Booted, records));
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return Ok((WalkEnd::Down("the simulator stopped".into()), records));
+        }
+        let mut record = NetbootRecord::new(mac.as_ref());
+        let attempt = netboot::network_entry(
+            &base,
+            mac.as_ref(),
+            script.take().as_deref(),
+            !installed,
+            &mut record,
+        );
+        match attempt {
+            Attempt::NextEntry => log_netboot(&dirs, &record)?,
+            Attempt::Stuck => {
+                log_netboot(&dirs, &record)?;
+                let reason = match &record.outcome {
+                    NetbootOutcome::InstallFailed { reason } => {
+                        format!("network install failed: {reason}")
+                    }
+                    _ => "the boot server served the install script again right after an install (reinstall loop)".into(),
+                };
+                records.push(record);
+                return Ok((WalkEnd::Down(reason), records));
+            }
+            Attempt::Install(prepared) => {
+                match lay_root(
+                    &dirs,
+                    &shared.userland,
+                    &prepared.config,
+                    prepared.var,
+                    OsSource::Image(prepared.os_version),
+                ) {
+                    Ok(os_version) => {
+                        record.outcome = NetbootOutcome::Installed {
+                            os_version,
+                            var_kept: prepared.var == VarPolicy::Keep,
+                        };
+                        log_netboot(&dirs, &record)?;
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        record.outcome = NetbootOutcome::InstallFailed {
+                            reason: reason.clone(),
+                        };
+                        log_netboot(&dirs, &record)?;
+                        records.push(record);
+                        return Ok((
+                            WalkEnd::Down(format!("network install failed: {reason}")),
+                            records,
+                        ));
+                    }
+                }
+                installed = true;
+                if read_state(&dirs.control())?.has(&Fault::NeverReturnsAfterReboot) {
+                    records.push(record);
+                    return Ok((
+                        WalkEnd::Down("the NeverReturnsAfterReboot fault".into()),
+                        records,
+                    ));
+                }
+                // The installer reboots: BootNext is spent, the firmware starts over.
+                queue = efi.order.clone();
+                tried.clear();
+                i = 0;
+            }
+        }
+        records.push(record);
+    }
+}
+
+/// Finish a firmware walk: boot, or stay down with the reason recorded.
+fn finish_walk(shared: &Shared, index: usize, end: &WalkEnd, wait: bool) -> Result<(), SimError> {
+    let mut rt = lock(&shared.nodes[index]);
+    match end {
+        WalkEnd::Down(reason) => {
+            tracing::warn!(node = %rt.name, %reason, "node stays down");
+            rt.power = Power::Down(None);
+            update_state(&rt.dirs.control(), |s| s.down_reason = Some(reason.clone()))?;
+            rt.state_changed();
+            Ok(())
+        }
+        WalkEnd::Booted if shared.stop.load(Ordering::SeqCst) => {
+            rt.power = Power::Down(None);
+            Ok(())
+        }
+        WalkEnd::Booted => {
+            rt.boot()?;
+            if wait && rt.sshd.is_some() {
+                rt.wait_ready(SSHD_READY_LIMIT)?;
+                rt.state_changed();
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The supervisor's thread for one network boot.
+fn netboot_thread(shared: &Shared, index: usize) {
+    let result = firmware_walk(shared, index, None)
+        .and_then(|(end, _)| finish_walk(shared, index, &end, false));
+    if let Err(e) = result {
+        let reason = format!("the simulated firmware failed: {e}");
+        tracing::warn!(index, error = %e, "network boot failed");
+        let _ = finish_walk(shared, index, &WalkEnd::Down(reason), false);
+    }
+}
+
 fn sshd_version_at_least(major: u32, minor: u32) -> bool {
     let Ok(out) = Command::new(SSHD).arg("-V").output() else {
         return false;
@@ -613,8 +906,8 @@ impl NodeRuntime {
         }
     }
 
-    /// One supervisor step for this node.
-    fn tick(&mut self) -> Result<(), SimError> {
+    /// One supervisor step for this node (`index` in `shared`).
+    fn tick(&mut self, shared: &Arc<Shared>, index: usize) -> Result<(), SimError> {
         match self.power {
             Power::Up => {
                 let changed = self.state_changed();
@@ -646,9 +939,36 @@ impl NodeRuntime {
                 }
                 self.schedule_retry(&state);
             }
-            Power::Down(Some(at)) if Instant::now() >= at => self.boot()?,
-            Power::Down(_) => {}
+            Power::Down(Some(at)) if Instant::now() >= at => self.power_on(shared, index)?,
+            Power::Down(_) | Power::Netbooting => {}
         }
+        Ok(())
+    }
+
+    /// The power comes on: the firmware boots the entry the power cycle chose. A network
+    /// entry with a boot server netboots on its own thread; anything else boots the disk.
+    fn power_on(&mut self, shared: &Arc<Shared>, index: usize) -> Result<(), SimError> {
+        let state = read_state(&self.dirs.control())?;
+        let network = state
+            .efi
+            .current
+            .and_then(|n| state.efi.entry(n))
+            .is_some_and(|e| e.is_network);
+        if !network || self.firmware.boot_server.is_none() {
+            return self.boot();
+        }
+        self.power = Power::Netbooting;
+        let for_thread = Arc::clone(shared);
+        let handle = std::thread::Builder::new()
+            .name(format!("netboot-{}", self.name))
+            .spawn(move || netboot_thread(&for_thread, index))
+            .map_err(|e| SimError::io("spawning", Path::new("netboot thread"), e))?;
+        let mut running = shared
+            .netboots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        running.retain(|h| !h.is_finished());
+        running.push(handle);
         Ok(())
     }
 
@@ -668,6 +988,7 @@ impl NodeRuntime {
         self.power_off()?;
         let delay = update_state(&self.dirs.control(), |s| {
             s.reboot_requested = false;
+            s.down_reason = None;
             let honours_next = !s.has(&Fault::FirmwareIgnoresBootNext);
             let next = if honours_next {
                 s.efi.next.take()
@@ -683,6 +1004,7 @@ impl NodeRuntime {
                 s.os = pending;
             }
             if s.has(&Fault::NeverReturnsAfterReboot) {
+                s.down_reason = Some("the NeverReturnsAfterReboot fault".into());
                 return None;
             }
             let slow: u64 = s
@@ -720,6 +1042,7 @@ impl NodeRuntime {
             s.boot_id = crate::state::random_uuid();
             s.booted_at_unix_ms = now_unix_ms();
             s.boots += 1;
+            s.down_reason = None;
             s.has(&Fault::SshRefuses)
         })?;
         refresh_proc(&self.dirs)?;
@@ -755,6 +1078,11 @@ impl Fleet {
         }
         let mut index = BTreeMap::new();
         for (i, node) in spec.nodes.iter().enumerate() {
+            if let Some(url) = &node.firmware.boot_server {
+                netboot::require_loopback(url).map_err(|e| {
+                    SimError::InvalidSpec(format!("boot server of node {:?}: {e}", node.name))
+                })?;
+            }
             let valid = !node.name.is_empty()
                 && node
                     .name
@@ -812,6 +1140,11 @@ impl Fleet {
             }
             build_root(&dirs, &userland, &node.name, &node.initial.os.version)?;
             write_state_files(&dirs, &node.initial)?;
+            let mut efi = node.initial.efi.clone();
+            if node.firmware.boot_server.is_some() {
+                netboot::apply_method(&mut efi, node.firmware.method);
+            }
+            let _ = std::fs::remove_file(dirs.control().join(NETBOOT_LOG));
             write_state(
                 &dirs.control(),
                 &SimState {
@@ -823,10 +1156,11 @@ impl Fleet {
                     os: node.initial.os.clone(),
                     pending_os: node.initial.pending_os.clone(),
                     k3s: node.initial.k3s.clone(),
-                    efi: node.initial.efi.clone(),
+                    efi,
                     faults: Vec::new(),
                     reboot_requested: false,
                     boot_delay_ms: node.initial.boot_delay_ms,
+                    down_reason: None,
                 },
             )?;
             refresh_proc(&dirs)?;
@@ -853,6 +1187,8 @@ impl Fleet {
                 sshd: None,
                 state_seen: None,
                 k3s_retry_at: None,
+                macs: node.macs.clone(),
+                firmware: node.firmware.clone(),
             };
             runtimes.push(runtime);
         }
@@ -879,6 +1215,7 @@ impl Fleet {
             cluster_dir,
             extra_sshd_options,
             userland,
+            netboots: Mutex::new(Vec::new()),
         });
         // From here on, Drop cleans up whatever was started.
         let mut fleet = Fleet {
@@ -974,6 +1311,16 @@ impl Fleet {
         if let Some(handle) = self.supervisor.take() {
             let _ = handle.join();
         }
+        let netboots: Vec<JoinHandle<()>> = self
+            .shared
+            .netboots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain(..)
+            .collect();
+        for handle in netboots {
+            let _ = handle.join();
+        }
         for node in &self.shared.nodes {
             lock(node).stop_sshd();
         }
@@ -995,7 +1342,7 @@ fn digest_of(path: &Path) -> Option<u64> {
     Some(hasher.finish())
 }
 
-fn supervise(shared: &Shared) {
+fn supervise(shared: &Arc<Shared>) {
     let cluster_file = shared.cluster_dir.join(CLUSTER_FILE);
     let mut cluster_seen = None;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -1020,12 +1367,12 @@ fn supervise(shared: &Shared) {
                 Err(e) => tracing::warn!(error = %e, "reading the cluster state failed"),
             }
         }
-        for node in &shared.nodes {
+        for (index, node) in shared.nodes.iter().enumerate() {
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }
             let mut node = lock(node);
-            if let Err(e) = node.tick() {
+            if let Err(e) = node.tick(shared, index) {
                 tracing::warn!(node = %node.name, error = %e, "simulator step failed");
             }
         }
@@ -1159,7 +1506,8 @@ impl SimNode<'_> {
 
     /// Write an installed state directly (OS deployment, K3s, EFI entries,
     /// applied.json, canary), as if an install had happened; the boot id
-    /// and faults are kept. Stands in for the network install until it exists.
+    /// and faults are kept. No Ignition runs: for a real install see [`SimNode::install`]
+    /// and the network install ([`crate::netboot`]).
     pub fn write_installed(&self, installed: &NodeState) -> Result<(), SimError> {
         let rt = self.runtime();
         write_state_files(&rt.dirs, installed)?;
@@ -1203,6 +1551,111 @@ impl SimNode<'_> {
             .is_some_and(|n| cluster.is_ready(n)))
     }
 
+    /// The node's MACs (the first one netboots).
+    pub fn macs(&self) -> Vec<MacAddr> {
+        self.runtime().macs.clone()
+    }
+
+    /// The node's firmware configuration.
+    pub fn firmware(&self) -> Firmware {
+        self.runtime().firmware.clone()
+    }
+
+    /// Reconfigure the firmware (e.g. once the boot server's port is known): the boot
+    /// server must be loopback; with one, `BootOrder` is rearranged for the method.
+    pub fn set_firmware(&self, firmware: Firmware) -> Result<(), SimError> {
+        if let Some(url) = &firmware.boot_server {
+            netboot::require_loopback(url)?;
+        }
+        let mut rt = self.runtime();
+        if firmware.boot_server.is_some() {
+            update_state(&rt.dirs.control(), |s| {
+                netboot::apply_method(&mut s.efi, firmware.method)
+            })?;
+            rt.state_changed();
+        }
+        rt.firmware = firmware;
+        Ok(())
+    }
+
+    /// Every network boot of this node, oldest first: what was fetched (tokens redacted),
+    /// what was decided, how it ended.
+    pub fn netboot_log(&self) -> Result<Vec<NetbootRecord>, SimError> {
+        read_netboot_log(&self.dirs())
+    }
+
+    /// Why the node stays down, while it does (failed network install, reinstall loop, no
+    /// bootable entry, `NeverReturnsAfterReboot`).
+    pub fn down_reason(&self) -> Result<Option<String>, SimError> {
+        Ok(self.state()?.down_reason)
+    }
+
+    /// Whether the firmware is busy with a network boot right now.
+    pub fn is_netbooting(&self) -> bool {
+        self.runtime().power == Power::Netbooting
+    }
+
+    /// Press the reset button: the node power-cycles as on a reboot (`BootNext` honoured,
+    /// boot delay, faults), also when it is down — e.g. stuck in the live environment
+    /// after a failed install.
+    pub fn power_cycle(&self) -> Result<(), SimError> {
+        let mut rt = self.runtime();
+        if rt.power == Power::Netbooting {
+            return Err(SimError::Unsupported(
+                "power cycle during a network boot".into(),
+            ));
+        }
+        rt.power_cycle()
+    }
+
+    /// Boot the node's first network entry as if the boot server had served it `script`
+    /// (an iPXE script, e.g. one captured earlier), then continue as the firmware does; see
+    /// [`crate::netboot`]. Synchronous: returns the network boots it made once the node is
+    /// up (sshd accepting) or has stayed down ([`SimNode::down_reason`]).
+    pub fn boot_script(&self, script: &str) -> Result<Vec<NetbootRecord>, SimError> {
+        {
+            let mut rt = self.runtime();
+            if rt.power == Power::Netbooting {
+                return Err(SimError::Unsupported(
+                    "a second network boot while one runs".into(),
+                ));
+            }
+            rt.power_off()?;
+            rt.power = Power::Netbooting;
+            let entry = update_state(&rt.dirs.control(), |s| {
+                let entry = s
+                    .efi
+                    .entries
+                    .iter()
+                    .find(|e| e.is_network)
+                    .map(|e| e.number);
+                if entry.is_some() {
+                    s.efi.current = entry;
+                    s.last_boot_source = BootSource::Network;
+                }
+                entry
+            })?;
+            if entry.is_none() {
+                rt.power = Power::Down(None);
+                return Err(SimError::Unsupported(
+                    "the node has no network boot entry".into(),
+                ));
+            }
+        }
+        let shared = &self.fleet.shared;
+        match firmware_walk(shared, self.index, Some(script.to_string())) {
+            Ok((end, records)) => {
+                finish_walk(shared, self.index, &end, true)?;
+                Ok(records)
+            }
+            Err(e) => {
+                let reason = format!("the simulated firmware failed: {e}");
+                finish_walk(shared, self.index, &WalkEnd::Down(reason), false)?;
+                Err(e)
+            }
+        }
+    }
+
     /// Apply an Ignition config (JSON) to the node's current root with the real Ignition
     /// (stages `fetch-offline` and `files`, `/var` bind-mounted as on the machine), as the
     /// initramfs of a first boot would. Remote sources are fetched by Ignition itself and
@@ -1211,7 +1664,8 @@ impl SimNode<'_> {
         apply_ignition(&self.dirs(), config_json)
     }
 
-    /// Install the node as the network install will (its stand-in until then): power
+    /// Install the node directly, on the network install's code path without the boot
+    /// server (no script, image or token; see [`crate::netboot`] for the real thing): power
     /// off, a fresh root file system (FCOS userland; the OS version is the one the
     /// config's `/etc/slipway/applied.json` records, else the current one), `/var` kept or
     /// wiped, the Ignition config applied with the real Ignition, then boot — K3s runs
@@ -1220,34 +1674,27 @@ impl SimNode<'_> {
     /// EFI entries and injected faults are kept.
     pub fn install(&self, config_json: &str, var: VarPolicy) -> Result<(), SimError> {
         let dirs = self.dirs();
-        self.runtime().power_off()?;
+        {
+            let mut rt = self.runtime();
+            if rt.power == Power::Netbooting {
+                return Err(SimError::Unsupported(
+                    "an install while the firmware netboots".into(),
+                ));
+            }
+            rt.power_off()?;
+        }
         let name = self.name();
-        let root = dirs.root();
-        if root.exists() {
-            std::fs::remove_dir_all(&root).map_err(|e| SimError::io("removing", &root, e))?;
-        }
-        if var == VarPolicy::Wipe {
-            let v = dirs.var();
-            std::fs::remove_dir_all(&v).map_err(|e| SimError::io("wiping", &v, e))?;
-            mkdir(&v)?;
-        }
-        let old_os = self.state()?.os;
-        build_root(&dirs, &self.fleet.shared.userland, &name, &old_os.version)?;
-        apply_ignition(&dirs, config_json)?;
-        let applied = std::fs::read_to_string(root.join("etc/slipway/applied.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<slipway_model::facts::AppliedConfig>(&t).ok());
-        let os_version = applied.map_or(old_os.version, |a| a.os_version);
-        write(&root.join("etc/os-release"), os_release(&os_version), 0o644)?;
-        update_state(&dirs.control(), |s| {
-            s.os = slipway_model::facts::Deployment {
-                checksum: checksum_for(&os_version),
-                version: os_version.clone(),
-            };
-            s.pending_os = None;
-            s.k3s = None;
-        })?;
+        lay_root(
+            &dirs,
+            &self.fleet.shared.userland,
+            config_json,
+            var,
+            OsSource::AppliedJson,
+        )?;
         if self.state()?.has(&Fault::NeverReturnsAfterReboot) {
+            update_state(&dirs.control(), |s| {
+                s.down_reason = Some("the NeverReturnsAfterReboot fault".into())
+            })?;
             tracing::info!(node = %name, "installed; never boots again (fault)");
             return Ok(());
         }

@@ -385,7 +385,7 @@ pub(crate) fn preset_enables(presets: &[(String, String)], unit: &str) -> bool {
     false
 }
 
-fn glob_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((prefix, suffix)) => {
@@ -1277,6 +1277,7 @@ mod tests {
             faults: vec![],
             reboot_requested: false,
             boot_delay_ms: 0,
+            down_reason: None,
         };
         (view, state)
     }

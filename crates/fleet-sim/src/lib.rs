@@ -22,18 +22,31 @@
 //! runs the node's `k3s-install.service` (or just starts K3s), retrying a
 //! failing K3s the way systemd restarts it; `k3s kubectl` and
 //! `k3s etcd-snapshot` answer from that state and fail like the real tools
-//! without a reachable API or without etcd quorum. [`SimNode::install`] and
-//! [`SimNode::apply_ignition`] put a rendered Ignition config onto a node with
-//! the real Ignition binary (Debian package `ignition`).
+//! without a reachable API or without etcd quorum.
 //!
-//! What it deliberately does not do (yet): the network install (PXE and
-//! `coreos-installer` fail clearly; [`SimNode::install`] is its stand-in),
-//! pods (a drain evicts nothing), kubelet re-registration of a deleted Node,
-//! the node-password check of reinstalled agents, and any isolation beyond a
-//! chroot — it runs as root and trusts its callers. It never listens on
-//! anything but 127.0.0.1, and it does not depend on `slipway-node-ssh` or
-//! `slipway-ignition-gen` (only its tests do): it is a stand-in for machines,
-//! not a client.
+//! Nodes install the way metal does ([`netboot`]): each node has MACs and a
+//! [`Firmware`] (a loopback boot server URL, `pxe-bootnext` or `pxe-always`).
+//! When the firmware boots a network entry it asks Slipway's real boot server
+//! for its iPXE script, and an install script runs the live installer: kernel,
+//! initramfs and rootfs fetched, the one-shot Ignition config fetched, the
+//! metal image ([`sim_metal_image`]) checked against its content address and
+//! signature, `/var` kept or wiped by the rule of [`netboot`], the OS laid down
+//! and the real Ignition (Debian package `ignition`, files stage) run into the
+//! new root. A localboot script hands back to the disk. Every network boot is
+//! recorded ([`SimNode::netboot_log`]); a failed install leaves the node down
+//! with the reason ([`SimNode::down_reason`]). [`SimNode::install`] lays a
+//! config down directly (the same code path, without the boot server), and
+//! [`SimNode::apply_ignition`] runs Ignition on the current root.
+//!
+//! What it deliberately does not do (yet): the installed system's own
+//! `coreos-installer` (its shim fails clearly; reinstalls go through the
+//! firmware), image signatures beyond their presence, pods (a drain evicts
+//! nothing), kubelet re-registration of a deleted Node, the node-password check
+//! of reinstalled agents, and any isolation beyond a chroot — it runs as root
+//! and trusts its callers. It never listens on anything but 127.0.0.1 and
+//! never dials anything but loopback, and it does not depend on
+//! `slipway-node-ssh`, `slipway-ignition-gen` or `slipway-pxe-publisher` (only
+//! its tests do): it is a stand-in for machines, not a client.
 //!
 //! Processes: [`Fleet::stop`] and `Drop` kill every sshd the fleet started
 //! and every process those started (found through `/proc`, frozen, then
@@ -44,6 +57,7 @@ mod enter;
 mod fleet;
 pub mod k3s;
 pub mod kubectl;
+pub mod netboot;
 mod procs;
 pub mod shim;
 mod state;
@@ -56,10 +70,15 @@ pub use enter::{
     enter, wrap, NodeDirs, ReceivedCommand, CLUSTER_DIR, COMMANDS_LOG, NODE_PATH, SFTP_SERVER,
 };
 pub use fleet::{
-    locate_sim_binary, Fleet, FleetSpec, SimNode, SimNodeSpec, VarPolicy, BUSYBOX, IGNITION, SSHD,
+    locate_sim_binary, Fleet, FleetSpec, SimNode, SimNodeSpec, VarPolicy, BUSYBOX, IGNITION,
+    NETBOOT_LOG, SSHD,
 };
 pub use k3s::NodeView;
+pub use netboot::{
+    parse_sim_metal_image, sim_metal_image, Fetch, Firmware, NetbootOutcome, NetbootRecord,
+};
 pub use procs::{descendants, kill_tree};
+pub use slipway_model::inventory::ReinstallMethod;
 pub use state::{
     checksum_for, default_efi, random_uuid, read_state, update_state, BootSource, Fault, K3sUnit,
     NodeState, SimK3s, SimState, CONTROL_MOUNT,
@@ -113,6 +132,23 @@ pub enum SimError {
     /// Something the simulator does not simulate was asked for.
     #[error("not simulated: {0}")]
     Unsupported(String),
+    /// A URL the simulator was asked to dial is not `http://` to loopback: it never dials
+    /// anything else.
+    #[error("refusing to dial {url}: {why}")]
+    NotLoopback {
+        /// The URL (any token redacted).
+        url: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// An HTTP request of the simulated firmware or installer failed (no answer).
+    #[error("HTTP request to {url} failed: {message}")]
+    Http {
+        /// The URL (any token redacted).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The real Ignition refused a config or failed applying it.
     #[error("Ignition failed on node {node}: {log}")]
     IgnitionFailed {

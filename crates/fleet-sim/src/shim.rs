@@ -88,7 +88,7 @@ pub fn run(program: &str, args: &[String], view: &NodeView) -> Result<ShimOutput
             "k3s" => k3s(state, args, &view)?,
             "coreos-installer" => ShimOutput::fail(
                 1,
-                "coreos-installer: not simulated yet (the network install arrives in a later round)\n",
+                "coreos-installer: not simulated on an installed node (reinstall through the firmware: BootNext to the network entry, then reboot)\n",
             ),
             other => ShimOutput::fail(127, format!("{other}: not a simulated program\n")),
         })
@@ -404,6 +404,7 @@ mod tests {
                 faults: vec![],
                 reboot_requested: false,
                 boot_delay_ms: 0,
+                down_reason: None,
             },
         )
         .unwrap();

@@ -167,8 +167,8 @@ pub enum Fault {
 pub enum BootSource {
     /// A disk entry: the installed OS boots.
     Disk,
-    /// A network entry: PXE (the network install is simulated in a later round;
-    /// until then the installed OS boots again).
+    /// A network entry without a boot server configured: the installed OS boots again.
+    /// (With a boot server the firmware netboots, then boots a disk entry: `Disk`.)
     Network,
 }
 
@@ -201,6 +201,10 @@ pub struct SimState {
     pub reboot_requested: bool,
     /// Base boot delay in milliseconds.
     pub boot_delay_ms: u64,
+    /// Why the node stays down, while it does (a failed network install, a reinstall loop,
+    /// no bootable entry, the `NeverReturnsAfterReboot` fault); cleared when it boots.
+    #[serde(default)]
+    pub down_reason: Option<String>,
 }
 
 impl SimState {

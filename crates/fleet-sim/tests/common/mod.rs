@@ -41,6 +41,15 @@ pub fn start_fleet(n: usize, state: impl Fn(usize) -> NodeState) -> TestFleet {
 
 /// Start nodes with these names; `state(i)` gives node i's initial state.
 pub fn start_named_fleet(node_names: &[String], state: impl Fn(usize) -> NodeState) -> TestFleet {
+    start_configured_fleet(node_names, state, |_, _| {})
+}
+
+/// Like [`start_named_fleet`], with `configure(i, spec)` setting node i's MACs and firmware.
+pub fn start_configured_fleet(
+    node_names: &[String],
+    state: impl Fn(usize) -> NodeState,
+    configure: impl Fn(usize, &mut SimNodeSpec),
+) -> TestFleet {
     let dir = tempfile::tempdir().unwrap();
     let (client_key, client_public) = keypair("slipway-test-client");
     let mut nodes = Vec::new();
@@ -51,12 +60,9 @@ pub fn start_named_fleet(node_names: &[String], state: impl Fn(usize) -> NodeSta
         let (host_private, public) = keypair(&format!("host@{name}"));
         host_public.push(public);
         names.push(name.clone());
-        nodes.push(SimNodeSpec {
-            name,
-            host_key_openssh_private: host_private,
-            authorized_keys: vec![client_public.clone()],
-            initial: state(i),
-        });
+        let mut spec = SimNodeSpec::new(name, host_private, vec![client_public.clone()], state(i));
+        configure(i, &mut spec);
+        nodes.push(spec);
     }
     let fleet = Fleet::start(FleetSpec {
         dir: dir.path().to_path_buf(),

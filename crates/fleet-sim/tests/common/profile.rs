@@ -90,6 +90,37 @@ fn serve(files: BTreeMap<String, Vec<u8>>) -> String {
 
 impl Lab {
     pub fn new(servers: &[&str], agents: &[&str], endpoints: &[&str]) -> Lab {
+        Lab::build(servers, agents, endpoints, None)
+    }
+
+    /// A lab whose boot server is `base`, serving the K3s artifacts from the
+    /// content-addressed `store` (`<store>/<sha256>/<name>`, written here).
+    pub fn served_by(
+        servers: &[&str],
+        agents: &[&str],
+        endpoints: &[&str],
+        base: &str,
+        store: &std::path::Path,
+    ) -> Lab {
+        Lab::build(servers, agents, endpoints, Some((base, store)))
+    }
+
+    /// The K3s binary and install script as artifacts.
+    pub fn k3s_artifacts(&self) -> (&Artifact, &Artifact) {
+        (&self.binary, &self.script)
+    }
+
+    /// The MACs the inventory gives `name`.
+    pub fn macs(&self, name: &str) -> Vec<slipway_model::net::MacAddr> {
+        self.inventory.node(name).unwrap().macs.clone()
+    }
+
+    fn build(
+        servers: &[&str],
+        agents: &[&str],
+        endpoints: &[&str],
+        boot_server: Option<(&str, &std::path::Path)>,
+    ) -> Lab {
         let binary_bytes = format!(
             "#!/bin/sh\necho 'k3s version {K3S_VERSION} (a1b2c3d4)'\necho 'go version go1.22.5'\n"
         )
@@ -107,7 +138,17 @@ impl Lab {
             format!("/artifacts/{}/install.sh", script.sha256),
             script_bytes,
         );
-        let base = serve(served);
+        let base = match boot_server {
+            None => serve(served),
+            Some((base, store)) => {
+                for (path, bytes) in served {
+                    let file = store.join(path.trim_start_matches("/artifacts/"));
+                    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                    std::fs::write(file, bytes).unwrap();
+                }
+                base.to_string()
+            }
+        };
 
         let mut files = RepoFiles::new();
         let endpoints: Vec<String> = endpoints
