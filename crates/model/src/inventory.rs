@@ -1299,13 +1299,18 @@ fn validate_node(
                 cx.err(
                     loc(a.span()),
                     format!("`{}` is not an SSH address", a.as_str()),
-                    Some("write `host` or `host:port`, like `192.168.26.11` or `127.0.0.1:2201`".into()),
+                    Some(
+                        "write `host` or `host:port`, like `192.168.26.11` or `127.0.0.1:2201`"
+                            .into(),
+                    ),
                 );
                 (String::new(), 22)
             }
         },
         None => (
-            network.address().map_or_else(|| host.to_string(), |a| a.to_string()),
+            network
+                .address()
+                .map_or_else(|| host.to_string(), |a| a.to_string()),
             22,
         ),
     };
@@ -1617,8 +1622,14 @@ mod tests {
         assert!(!is_taint("gpu=true"));
         assert_eq!(parse_hhmm("02:30"), Some(150));
         assert_eq!(parse_hhmm("24:00"), None);
-        assert_eq!(parse_host_port("127.0.0.1:2201"), Some(("127.0.0.1".into(), 2201)));
-        assert_eq!(parse_host_port("n1.lab.example"), Some(("n1.lab.example".into(), 22)));
+        assert_eq!(
+            parse_host_port("127.0.0.1:2201"),
+            Some(("127.0.0.1".into(), 2201))
+        );
+        assert_eq!(
+            parse_host_port("n1.lab.example"),
+            Some(("n1.lab.example".into(), 22))
+        );
         assert_eq!(parse_host_port("n1:0"), None);
         assert_eq!(parse_host_port("bad host:22"), None);
     }

@@ -27,20 +27,36 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Validate { repo, output } => validate::run(repo, *output),
         Command::Secrets { command } => secrets_cmd::run(command),
         Command::Schema { out } => schema(out.as_deref()),
-        Command::Facts { repo, node, ssh_key, known_hosts, output } => {
-            facts_cmd::run(repo, node.as_deref(), ssh_key.as_ref(), known_hosts.as_ref(), *output)
-        }
-        Command::Reconcile { repo, state, dry_run, offline, ssh_key, output, detailed_exitcode } => {
-            reconcile_cmd::run(&reconcile_cmd::ReconcileArgs {
-                repo,
-                state,
-                dry_run: *dry_run,
-                offline: *offline,
-                ssh_key: ssh_key.as_ref(),
-                output: *output,
-                detailed_exitcode: *detailed_exitcode,
-            })
-        }
+        Command::Facts {
+            repo,
+            node,
+            ssh_key,
+            known_hosts,
+            output,
+        } => facts_cmd::run(
+            repo,
+            node.as_deref(),
+            ssh_key.as_ref(),
+            known_hosts.as_ref(),
+            *output,
+        ),
+        Command::Reconcile {
+            repo,
+            state,
+            dry_run,
+            offline,
+            ssh_key,
+            output,
+            detailed_exitcode,
+        } => reconcile_cmd::run(&reconcile_cmd::ReconcileArgs {
+            repo,
+            state,
+            dry_run: *dry_run,
+            offline: *offline,
+            ssh_key: ssh_key.as_ref(),
+            output: *output,
+            detailed_exitcode: *detailed_exitcode,
+        }),
         Command::Render {
             repo,
             state,

@@ -46,7 +46,8 @@ fn secret_values(s: &Secrets) -> Vec<String> {
 }
 
 fn redacted(ignition: &str, secrets: &[String]) -> Result<NodeFiles> {
-    let raw = RawFiles::from_ignition(ignition).map_err(|e| anyhow::anyhow!("reading a rendered config: {e}"))?;
+    let raw = RawFiles::from_ignition(ignition)
+        .map_err(|e| anyhow::anyhow!("reading a rendered config: {e}"))?;
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     Ok(raw.redact(&refs))
 }
@@ -108,16 +109,24 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
         facts_cmd::gather(targets)?.into_iter().collect()
     };
     let cluster_exists = inv.servers().any(|s| {
-        facts.get(&s.name).is_some_and(|f| f.applied.is_some() && f.k3s_service.as_ref().is_some_and(|k| k.is_active()))
+        facts.get(&s.name).is_some_and(|f| {
+            f.applied.is_some() && f.k3s_service.as_ref().is_some_and(|k| k.is_active())
+        })
     });
-    let state = if cluster_exists { ClusterState::Exists } else { ClusterState::New };
+    let state = if cluster_exists {
+        ClusterState::Exists
+    } else {
+        ClusterState::New
+    };
     let rendered = desired::render(&loaded, &resolved, state, None)?;
     let secrets = secret_values(&loaded.secrets);
 
     let mut desired_nodes = Vec::new();
     let mut actual_nodes = Vec::new();
     for node in &inv.nodes {
-        let Some(r) = rendered.get(&node.name) else { continue };
+        let Some(r) = rendered.get(&node.name) else {
+            continue;
+        };
         desired_nodes.push(DesiredNode {
             name: node.name.clone(),
             hostname: node.hostname.clone(),
@@ -133,11 +142,21 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
         });
         let f = match facts.get(&node.name) {
             Some(f) => f.clone(),
-            None => NodeFacts::unreachable("not contacted (--offline): assumed never installed by Slipway"),
+            None => NodeFacts::unreachable(
+                "not contacted (--offline): assumed never installed by Slipway",
+            ),
         };
         actual_nodes.push(ActualNode {
             name: node.name.clone(),
-            applied_files: applied_files(&args.repo.repo, &ids, &index, &node.name, &f, state, &secrets),
+            applied_files: applied_files(
+                &args.repo.repo,
+                &ids,
+                &index,
+                &node.name,
+                &f,
+                state,
+                &secrets,
+            ),
             facts: f,
             recorded_macs: Vec::new(),
             recorded_disk: None,
@@ -145,7 +164,12 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
     }
     let author = git2::Repository::discover(&args.repo.repo)
         .ok()
-        .and_then(|r| r.head().ok().and_then(|h| h.peel_to_commit().ok()).map(|c| c.author().to_string()))
+        .and_then(|r| {
+            r.head()
+                .ok()
+                .and_then(|h| h.peel_to_commit().ok())
+                .map(|c| c.author().to_string())
+        })
         .unwrap_or_default();
     let desired = Desired {
         commit: loaded.commit.clone(),
@@ -153,9 +177,15 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
         signer: None,
         cluster_name: inv.cluster.name.clone(),
         nodes: desired_nodes,
-        policy: Policy { max_unavailable_agents: inv.cluster.rollout.max_unavailable_agents },
+        policy: Policy {
+            max_unavailable_agents: inv.cluster.rollout.max_unavailable_agents,
+        },
     };
-    let actual = Actual { nodes: actual_nodes, known_nodes: Vec::new(), cluster_exists };
+    let actual = Actual {
+        nodes: actual_nodes,
+        known_nodes: Vec::new(),
+        cluster_exists,
+    };
     let p = plan::plan(&desired, &actual);
     match args.output {
         Output::Json => println!("{}", plan::render_json(&p)),
@@ -164,5 +194,9 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
             print!("{}", plan::render_text(&p, color));
         }
     }
-    Ok(if args.detailed_exitcode { ExitCode::from(plan::detailed_exit_code(&p)) } else { ExitCode::SUCCESS })
+    Ok(if args.detailed_exitcode {
+        ExitCode::from(plan::detailed_exit_code(&p))
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -14,28 +14,48 @@ use common::*;
 
 fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut bytes = Vec::new();
     // A server may reset after its last byte; what arrived is the response.
     let _ = s.read_to_end(&mut bytes);
     let buf = String::from_utf8_lossy(&bytes).into_owned();
     let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// Import small stand-in artifacts into a state folder.
 fn import_artifacts(dir: &Path, state: &Path) {
-    for (name, body) in [("kernel", "k"), ("initramfs.img", "i"), ("rootfs.img", "r"), ("metal.raw.xz", "m"), ("k3s", "#!/bin/sh\n"), ("install.sh", "#!/bin/sh\n")] {
+    for (name, body) in [
+        ("kernel", "k"),
+        ("initramfs.img", "i"),
+        ("rootfs.img", "r"),
+        ("metal.raw.xz", "m"),
+        ("k3s", "#!/bin/sh\n"),
+        ("install.sh", "#!/bin/sh\n"),
+    ] {
         std::fs::write(dir.join(name), body).unwrap();
     }
     let mut c = slipway();
     c.args(["artifacts", "import", "--state"]).arg(state);
     c.args(["--fcos-release", "40.20240906.3.0"]);
-    for (flag, f) in [("--kernel", "kernel"), ("--initramfs", "initramfs.img"), ("--rootfs", "rootfs.img"), ("--metal", "metal.raw.xz")] {
+    for (flag, f) in [
+        ("--kernel", "kernel"),
+        ("--initramfs", "initramfs.img"),
+        ("--rootfs", "rootfs.img"),
+        ("--metal", "metal.raw.xz"),
+    ] {
         c.arg(flag).arg(dir.join(f));
     }
-    c.args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"]).arg(dir.join("k3s"));
+    c.args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"])
+        .arg(dir.join("k3s"));
     c.arg("--k3s-install-script").arg(dir.join("install.sh"));
     let out = run(c);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -53,30 +73,46 @@ impl Drop for Server {
 fn armed_node_gets_its_ignition_once_then_localboot() {
     let (t, repo) = example_copy();
     // Nodes would reach the boot server here; this test fetches from the bound address only.
-    let cluster = std::fs::read_to_string(repo.join("cluster.yaml")).unwrap().replace("http://192.168.26.2:8080", "http://127.0.0.1:8080");
+    let cluster = std::fs::read_to_string(repo.join("cluster.yaml"))
+        .unwrap()
+        .replace("http://192.168.26.2:8080", "http://127.0.0.1:8080");
     std::fs::write(repo.join("cluster.yaml"), cluster).unwrap();
     let state = t.path().join("state");
     import_artifacts(t.path(), &state);
 
     let mut c = slipway();
-    c.args(["render", "--node", "worker1", "--repo"]).arg(&repo).arg("--identity").arg(demo_identity()).arg("--state").arg(&state);
+    c.args(["render", "--node", "worker1", "--repo"])
+        .arg(&repo)
+        .arg("--identity")
+        .arg(demo_identity())
+        .arg("--state")
+        .arg(&state);
     let rendered = run(c);
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
     let rendered = text(&rendered.stdout);
     assert!(rendered.starts_with("{\"ignition\":{\"version\":\"3.3.0\"}"));
 
     let mut c = slipway();
-    c.args(["boot-server", "--listen", "127.0.0.1:0", "--arm", "worker1", "--repo"])
-        .arg(&repo)
-        .arg("--identity")
-        .arg(demo_identity())
-        .arg("--state")
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    c.args([
+        "boot-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--arm",
+        "worker1",
+        "--repo",
+    ])
+    .arg(&repo)
+    .arg("--identity")
+    .arg(demo_identity())
+    .arg("--state")
+    .arg(&state)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     let mut server = Server(c.spawn().unwrap());
     let mut first = String::new();
-    BufReader::new(server.0.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     let addr = first.trim().rsplit("http://").next().unwrap().to_string();
     assert!(first.starts_with("serving generation "), "{first}");
 
@@ -94,19 +130,29 @@ fn armed_node_gets_its_ignition_once_then_localboot() {
     ] {
         assert!(script.contains(karg), "{karg} missing: {script}");
     }
-    let url = script.split_whitespace().find_map(|w| w.strip_prefix("coreos.inst.ignition_url=")).unwrap();
+    let url = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("coreos.inst.ignition_url="))
+        .unwrap();
     let path = url.strip_prefix("http://127.0.0.1:8080").unwrap();
     assert!(path.starts_with("/ignition/worker1?token="));
 
     let (code, ignition) = http_get(&addr, path);
     assert_eq!(code, 200);
-    assert_eq!(ignition.trim_end(), rendered.trim_end(), "served Ignition differs from `slipway render`");
+    assert_eq!(
+        ignition.trim_end(),
+        rendered.trim_end(),
+        "served Ignition differs from `slipway render`"
+    );
     let (code, _) = http_get(&addr, path);
     assert_eq!(code, 403, "a token works once");
     let (_, again) = http_get(&addr, "/ipxe?mac=88:ae:dd:02:00:01");
     assert!(!again.contains("coreos.inst"), "no reinstall loop: {again}");
     let (_, unarmed) = http_get(&addr, "/ipxe?mac=88-ae-dd-01-00-01");
-    assert!(!unarmed.contains("coreos.inst"), "lenovo1 was not armed: {unarmed}");
+    assert!(
+        !unarmed.contains("coreos.inst"),
+        "lenovo1 was not armed: {unarmed}"
+    );
     let (_, unknown) = http_get(&addr, "/ipxe?mac=02-00-00-00-00-99");
     assert!(unknown.starts_with("#!ipxe") && !unknown.contains("coreos.inst"));
     drop(server);
@@ -123,7 +169,11 @@ fn armed_node_gets_its_ignition_once_then_localboot() {
                 let bytes = std::fs::read(&p).unwrap();
                 let s = String::from_utf8_lossy(&bytes);
                 assert!(!s.contains(&token_line), "token on disk in {}", p.display());
-                assert!(!s.contains("OPENSSH PRIVATE KEY"), "host key on disk in {}", p.display());
+                assert!(
+                    !s.contains("OPENSSH PRIVATE KEY"),
+                    "host key on disk in {}",
+                    p.display()
+                );
             }
         }
     }
@@ -133,14 +183,22 @@ fn armed_node_gets_its_ignition_once_then_localboot() {
 fn rendered_token(ignition: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(ignition).unwrap();
     let files = v["storage"]["files"].as_array().unwrap();
-    assert!(files.iter().any(|f| f["path"] == "/etc/rancher/k3s/config.yaml"));
+    assert!(files
+        .iter()
+        .any(|f| f["path"] == "/etc/rancher/k3s/config.yaml"));
     let out = run({
         let mut c = slipway();
-        c.args(["secrets", "decrypt", "--identity"]).arg(demo_identity()).arg(example_repo().join("secrets/cluster.age"));
+        c.args(["secrets", "decrypt", "--identity"])
+            .arg(demo_identity())
+            .arg(example_repo().join("secrets/cluster.age"));
         c
     });
     let plain = text(&out.stdout);
-    plain.trim().trim_start_matches("k3s_token: ").trim_matches('"').to_string()
+    plain
+        .trim()
+        .trim_start_matches("k3s_token: ")
+        .trim_matches('"')
+        .to_string()
 }
 
 #[test]
@@ -149,21 +207,49 @@ fn a_bad_repository_publishes_nothing() {
     let state = t.path().join("state");
     import_artifacts(t.path(), &state);
     let p = repo.join("nodes/worker1.yaml");
-    std::fs::write(&p, std::fs::read_to_string(&p).unwrap().replace("role: agent", "role: worker")).unwrap();
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("role: agent", "role: worker"),
+    )
+    .unwrap();
     let mut c = slipway();
-    c.args(["boot-server", "--listen", "127.0.0.1:0", "--repo"]).arg(&repo).arg("--identity").arg(demo_identity()).arg("--state").arg(&state);
+    c.args(["boot-server", "--listen", "127.0.0.1:0", "--repo"])
+        .arg(&repo)
+        .arg("--identity")
+        .arg(demo_identity())
+        .arg("--state")
+        .arg(&state);
     let out = run(c);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("nodes/worker1.yaml:3:7: error: unknown variant `worker`"), "{}", text(&out.stderr));
-    assert!(!state.join("generations").exists(), "a generation was published from a bad repo");
+    assert!(
+        text(&out.stderr).contains("nodes/worker1.yaml:3:7: error: unknown variant `worker`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !state.join("generations").exists(),
+        "a generation was published from a bad repo"
+    );
 }
 
 #[test]
 fn render_without_mirrored_artifacts_says_how_to_fix_it() {
     let (t, repo) = example_copy();
     let mut c = slipway();
-    c.args(["render", "--node", "worker1", "--repo"]).arg(&repo).arg("--identity").arg(demo_identity()).arg("--state").arg(t.path().join("empty"));
+    c.args(["render", "--node", "worker1", "--repo"])
+        .arg(&repo)
+        .arg("--identity")
+        .arg(demo_identity())
+        .arg("--state")
+        .arg(t.path().join("empty"));
     let out = run(c);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("in the artifact store: run `slipway mirror` or `slipway artifacts import`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("in the artifact store: run `slipway mirror` or `slipway artifacts import`"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -73,7 +73,10 @@ pub use error::{Refusal, SourceError};
 /// The files of a working tree's git repository at `commit` (for re-rendering a node's
 /// configuration at the commit its `applied.json` names).
 pub fn files_at_commit(repo_dir: &Path, commit: &str) -> Result<RepoFiles, SourceError> {
-    let unknown = |why: String| SourceError::UnknownCommit { commit: commit.to_string(), why };
+    let unknown = |why: String| SourceError::UnknownCommit {
+        commit: commit.to_string(),
+        why,
+    };
     let repo = git2::Repository::discover(repo_dir).map_err(|e| unknown(e.message().to_owned()))?;
     let oid = git2::Oid::from_str(commit).map_err(|e| unknown(e.message().to_owned()))?;
     tree::files_at(&repo, oid)
