@@ -103,15 +103,19 @@ pub fn boot_server(
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        println!(
+        // A server must not die because whoever started it stopped reading its stdout.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
             "serving generation {} of commit {} on http://{addr}",
             id.as_str(),
             loaded.commit
         );
         for n in arm {
-            println!("armed {n} for install");
+            let _ = writeln!(out, "armed {n} for install");
         }
-        std::io::stdout().flush().ok();
+        let _ = out.flush();
+        drop(out);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

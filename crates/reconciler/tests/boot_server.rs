@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Stdio};
 
 use common::*;
@@ -23,42 +22,16 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     // A server may reset after its last byte; what arrived is the response.
     let _ = s.read_to_end(&mut bytes);
     let buf = String::from_utf8_lossy(&bytes).into_owned();
-    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP response to GET {path}: {:?}", bytes));
     let body = buf
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
-}
-
-/// Import small stand-in artifacts into a state folder.
-fn import_artifacts(dir: &Path, state: &Path) {
-    for (name, body) in [
-        ("kernel", "k"),
-        ("initramfs.img", "i"),
-        ("rootfs.img", "r"),
-        ("metal.raw.xz", "m"),
-        ("k3s", "#!/bin/sh\n"),
-        ("install.sh", "#!/bin/sh\n"),
-    ] {
-        std::fs::write(dir.join(name), body).unwrap();
-    }
-    let mut c = slipway();
-    c.args(["artifacts", "import", "--state"]).arg(state);
-    c.args(["--fcos-release", "40.20240906.3.0"]);
-    for (flag, f) in [
-        ("--kernel", "kernel"),
-        ("--initramfs", "initramfs.img"),
-        ("--rootfs", "rootfs.img"),
-        ("--metal", "metal.raw.xz"),
-    ] {
-        c.arg(flag).arg(dir.join(f));
-    }
-    c.args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"])
-        .arg(dir.join("k3s"));
-    c.arg("--k3s-install-script").arg(dir.join("install.sh"));
-    let out = run(c);
-    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 struct Server(Child);

@@ -77,3 +77,34 @@ pub fn require_tool(name: &str) -> PathBuf {
     );
     PathBuf::from(text(&out.stdout).trim())
 }
+
+/// Put small stand-in FCOS and K3s artifacts into a state folder with `slipway artifacts import`
+/// (FCOS 40.20240906.3.0, K3s v1.30.4+k3s1, as cluster-repo-example pins).
+pub fn import_artifacts(dir: &Path, state: &Path) {
+    for (name, body) in [
+        ("kernel", "k"),
+        ("initramfs.img", "i"),
+        ("rootfs.img", "r"),
+        ("metal.raw.xz", "m"),
+        ("k3s", "#!/bin/sh\n"),
+        ("install.sh", "#!/bin/sh\n"),
+    ] {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let mut c = slipway();
+    c.args(["artifacts", "import", "--state"]).arg(state);
+    c.args(["--fcos-release", "40.20240906.3.0"]);
+    for (flag, f) in [
+        ("--kernel", "kernel"),
+        ("--initramfs", "initramfs.img"),
+        ("--rootfs", "rootfs.img"),
+        ("--metal", "metal.raw.xz"),
+    ] {
+        c.arg(flag).arg(dir.join(f));
+    }
+    c.args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"])
+        .arg(dir.join("k3s"));
+    c.arg("--k3s-install-script").arg(dir.join("install.sh"));
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

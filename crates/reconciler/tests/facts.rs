@@ -25,28 +25,7 @@ fn client_key(dir: &Path) -> (std::path::PathBuf, String) {
 }
 
 fn start_example_fleet(dir: &Path, authorized: &str) -> Fleet {
-    let files = {
-        let mut f = slipway_model::repo::RepoFiles::new();
-        let root = example_repo();
-        let mut stack = vec![root.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    f.insert(
-                        p.strip_prefix(&root)
-                            .unwrap()
-                            .to_string_lossy()
-                            .into_owned(),
-                        std::fs::read(&p).unwrap(),
-                    );
-                }
-            }
-        }
-        f
-    };
+    let files = slipway::repo_fs::read_repo(&example_repo()).unwrap();
     let ids = Identities::parse(&std::fs::read_to_string(demo_identity()).unwrap()).unwrap();
     let checked = check_repo(&files, Some(&ids));
     let (inv, secrets) = (checked.inventory.unwrap(), checked.secrets.unwrap());
@@ -200,33 +179,7 @@ fn dry_run_reads_and_changes_nothing() {
     let fleet = start_example_fleet(&t.path().join("fleet"), &public);
     point_at(&repo, &fleet, None);
     let state = t.path().join("state");
-    for (name, body) in [
-        ("kernel", "k"),
-        ("initramfs.img", "i"),
-        ("rootfs.img", "r"),
-        ("metal.raw.xz", "m"),
-        ("k3s", "#!/bin/sh\n"),
-        ("install.sh", "#!/bin/sh\n"),
-    ] {
-        std::fs::write(t.path().join(name), body).unwrap();
-    }
-    let mut c = slipway();
-    c.args(["artifacts", "import", "--state"])
-        .arg(&state)
-        .args(["--fcos-release", "40.20240906.3.0"]);
-    for (flag, f) in [
-        ("--kernel", "kernel"),
-        ("--initramfs", "initramfs.img"),
-        ("--rootfs", "rootfs.img"),
-        ("--metal", "metal.raw.xz"),
-    ] {
-        c.arg(flag).arg(t.path().join(f));
-    }
-    c.args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"])
-        .arg(t.path().join("k3s"))
-        .arg("--k3s-install-script")
-        .arg(t.path().join("install.sh"));
-    assert!(run(c).status.success());
+    import_artifacts(t.path(), &state);
     let state_before = listing(&state);
 
     for output in ["text", "json"] {
