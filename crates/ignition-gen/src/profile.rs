@@ -593,7 +593,10 @@ impl<'a> Renderer<'a> {
         secrets: &Secrets,
         inputs: &ProfileInputs<'_>,
     ) -> Result<RenderedNode, Vec<Diagnostic>> {
-        let (mut merged, layers) = self.merged(node, secrets, inputs)?;
+        let (merged, layers) = self.merged(node, secrets, inputs)?;
+        // Serialize once: the hash is over the config without applied.json, which is then
+        // appended to the same JSON value.
+        let mut value = merged.to_value();
         let config_hash = if node.bootstrap && inputs.cluster_state == ClusterState::New {
             let joining = ProfileInputs {
                 cluster_state: ClusterState::Exists,
@@ -602,11 +605,13 @@ impl<'a> Renderer<'a> {
             let (alt, _) = self.merged(node, secrets, &joining)?;
             hex::encode(Sha256::digest(alt.to_json(false).as_bytes()))
         } else {
-            hex::encode(Sha256::digest(merged.to_json(false).as_bytes()))
+            hex::encode(Sha256::digest(
+                crate::json::to_go_json(&value, false).as_bytes(),
+            ))
         };
-        add_applied_json(&mut merged, &applied_json(inputs, &config_hash))?;
+        add_applied_json(&mut value, &applied_json(inputs, &config_hash))?;
         Ok(RenderedNode {
-            ignition: Secret::new(merged.to_json(false)),
+            ignition: Secret::new(crate::json::to_go_json(&value, false)),
             config_hash,
             layers,
         })
@@ -669,27 +674,42 @@ impl<'a> Renderer<'a> {
     }
 }
 
-/// Append `/etc/slipway/applied.json` as Butane would write it (data URL, mode 0644).
-fn add_applied_json(config: &mut Config, contents: &str) -> Result<(), Vec<Diagnostic>> {
+/// Append `/etc/slipway/applied.json` to a config's JSON value as Butane would write it
+/// (data URL, mode 0644, the field order of Ignition's `File`).
+fn add_applied_json(config: &mut Value, contents: &str) -> Result<(), Vec<Diagnostic>> {
     let err = |m: &str| {
         vec![Diagnostic::error(
             Location::file("(generated profile)"),
             m.to_string(),
         )]
     };
-    if config.storage.files.iter().any(|f| f.path == APPLIED_JSON) {
-        return Err(err("an overlay writes /etc/slipway/applied.json, which Slipway owns: remove it from the overlay"));
-    }
     let url = butane::make_data_url(contents.as_bytes(), None, true);
-    let file = json!({
+    let file: crate::ignition::File = serde_json::from_value(json!({
         "overwrite": true,
         "path": APPLIED_JSON,
         "contents": {"compression": url.compression.unwrap_or_default(), "source": url.url},
         "mode": 0o644
-    });
+    }))
+    .map_err(|e| err(&format!("internal: applied.json: {e}")))?;
     let file =
-        serde_json::from_value(file).map_err(|e| err(&format!("internal: applied.json: {e}")))?;
-    config.storage.files.push(file);
+        serde_json::to_value(&file).map_err(|e| err(&format!("internal: applied.json: {e}")))?;
+    let Some(root) = config.as_object_mut() else {
+        return Err(err("internal: the merged config is not a JSON object"));
+    };
+    let storage = root.entry("storage").or_insert_with(|| json!({}));
+    let Some(storage) = storage.as_object_mut() else {
+        return Err(err("internal: storage is not a JSON object"));
+    };
+    let files = storage.entry("files").or_insert_with(|| json!([]));
+    let Some(files) = files.as_array_mut() else {
+        return Err(err("internal: storage.files is not a list"));
+    };
+    if files.iter().any(|f| f["path"] == APPLIED_JSON) {
+        return Err(err(
+            "an overlay writes /etc/slipway/applied.json, which Slipway owns: remove it from the overlay",
+        ));
+    }
+    files.push(file);
     Ok(())
 }
 

@@ -173,6 +173,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
+    /// Download the FCOS release and K3s version cluster.yaml asks for into the artifact store.
+    Mirror(Box<MirrorArgs>),
+    /// Run a simulated fleet of the repository's nodes on 127.0.0.1 (real sshd per node).
+    Sim {
+        /// Sim subcommand.
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// Print the JSON schemas of cluster.yaml and node files, or write them to a folder.
     Schema {
         /// Write `cluster.schema.json` and `node.schema.json` into this folder.
@@ -227,6 +235,94 @@ pub struct ImportArgs {
     /// The K3s install script.
     #[arg(long)]
     pub k3s_install_script: Option<PathBuf>,
+}
+
+/// `slipway mirror` arguments.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// The cluster repository (only cluster.yaml is read; no identity needed).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Slipway's state folder (artifact store and index).
+    #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+    pub state: PathBuf,
+    /// FCOS stream metadata URL when cluster.yaml sets no `fcos.stream_url`
+    /// (default: the official URL of the cluster's stream).
+    #[arg(long)]
+    pub stream_url: Option<String>,
+    /// K3s version to mirror instead of cluster.yaml's pin (required when it names a channel).
+    #[arg(long)]
+    pub k3s_version: Option<String>,
+    /// Base URL of K3s releases: files are fetched from `<base>/<version>/k3s` and
+    /// `<base>/<version>/sha256sum-amd64.txt`.
+    #[arg(long, default_value = crate::mirror_cmd::DEFAULT_K3S_BASE_URL)]
+    pub k3s_base_url: String,
+    /// URL of the K3s install script; its last path segment names it in the store.
+    #[arg(long, default_value = crate::mirror_cmd::DEFAULT_K3S_INSTALL_SCRIPT_URL)]
+    pub k3s_install_script_url: String,
+    /// sha256 of the install script, when the release's checksum file does not list it.
+    #[arg(long)]
+    pub k3s_install_script_sha256: Option<String>,
+}
+
+/// `slipway sim ...`
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Start a simulated fleet in the background and write a repository copy that points at it.
+    Up {
+        /// Repository and identity (host keys come from the secrets).
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Slipway's state folder; the simulator lives in `<state>/sim`.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+    },
+    /// Stop the simulated fleet `sim up` started.
+    Down {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+    },
+    /// Inject (or, with --clear, remove) a fault into a simulated node.
+    Fault {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// The node.
+        #[arg(long)]
+        node: String,
+        /// The fault.
+        #[arg(value_enum)]
+        fault: SimFault,
+        /// Boot delay of `slow-boot`, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        ms: u64,
+        /// Remove the fault instead.
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Run the fleet in the foreground (what `sim up` starts in the background).
+    #[command(hide = true)]
+    Run {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+    },
+}
+
+/// Faults `slipway sim fault` injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimFault {
+    /// The node never comes back after a reboot.
+    NeverReturnsAfterReboot,
+    /// Boots take `--ms` milliseconds.
+    SlowBoot,
+    /// sshd refuses connections.
+    SshRefuses,
+    /// K3s never becomes Ready.
+    K3sNeverReady,
+    /// The firmware ignores BootNext.
+    FirmwareIgnoresBootNext,
 }
 
 /// `slipway secrets ...`

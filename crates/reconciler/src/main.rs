@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use slipway::cmdline::{Cli, Command, LogFormat};
-use slipway::{boot_cmd, butane_cmd, facts_cmd, reconcile_cmd, repo_fs, secrets_cmd, validate};
+use slipway::cmdline::{Cli, Command, LogFormat, SimCommand};
+use slipway::{
+    boot_cmd, butane_cmd, facts_cmd, mirror_cmd, reconcile_cmd, repo_fs, secrets_cmd, sim_cmd,
+    validate,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,6 +76,27 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         } => boot_cmd::boot_server(repo, state, *listen, arm, *existing_cluster),
         Command::Publish { state, rollback: _ } => boot_cmd::rollback(state),
         Command::Artifacts { command } => boot_cmd::artifacts(command),
+        Command::Mirror(args) => mirror_cmd::run(&mirror_cmd::MirrorArgs {
+            repo: &args.repo,
+            state: &args.state,
+            stream_url: args.stream_url.as_deref(),
+            k3s_version: args.k3s_version.as_deref(),
+            k3s_base_url: &args.k3s_base_url,
+            k3s_install_script_url: &args.k3s_install_script_url,
+            k3s_install_script_sha256: args.k3s_install_script_sha256.as_deref(),
+        }),
+        Command::Sim { command } => match command {
+            SimCommand::Up { repo, state } => sim_cmd::up(repo, state),
+            SimCommand::Down { state } => sim_cmd::down(state),
+            SimCommand::Fault {
+                state,
+                node,
+                fault,
+                ms,
+                clear,
+            } => sim_cmd::fault(state, node, *fault, *ms, *clear),
+            SimCommand::Run { state } => sim_cmd::run(state),
+        },
         Command::Butane {
             strict,
             pretty,
