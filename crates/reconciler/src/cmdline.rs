@@ -139,6 +139,9 @@ pub enum Command {
         /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// With --dry-run: plan again whenever the repository's working tree changes.
+        #[arg(long, requires = "dry_run")]
+        watch: bool,
     },
     /// Serve the boot artifacts of the repository's current state (iPXE, Ignition, artifacts).
     BootServer {

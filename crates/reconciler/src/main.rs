@@ -51,6 +51,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             ssh_key,
             output,
             detailed_exitcode,
+            watch,
         } => reconcile_cmd::run(&reconcile_cmd::ReconcileArgs {
             repo,
             state,
@@ -59,6 +60,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             ssh_key: ssh_key.as_ref(),
             output: *output,
             detailed_exitcode: *detailed_exitcode,
+            watch: *watch,
         }),
         Command::Render {
             repo,

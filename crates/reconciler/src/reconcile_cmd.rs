@@ -36,6 +36,8 @@ pub struct ReconcileArgs<'a> {
     pub output: Output,
     /// 0 nothing to do, 2 changes, 1 error.
     pub detailed_exitcode: bool,
+    /// Re-plan whenever the repository's working tree changes (until interrupted).
+    pub watch: bool,
 }
 
 fn secret_values(s: &Secrets) -> Vec<String> {
@@ -94,6 +96,37 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
     if !args.dry_run {
         bail!("executing a plan (the rolling reinstall) is not available yet: run with --dry-run to see the plan");
     }
+    if !args.watch {
+        return plan_once(args);
+    }
+    // Watch the working tree: every debounced change re-plans. A repository that is invalid
+    // mid-edit prints its problems and the watch goes on.
+    let mut watcher = source::watch_repo(&args.repo.repo, source::DEFAULT_DEBOUNCE)
+        .map_err(|e| anyhow::anyhow!("watching {}: {e}", args.repo.repo.display()))?;
+    loop {
+        if let Err(e) = plan_once(args) {
+            eprintln!("error: {e:#}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let Some(change) = watcher.blocking_changed() else {
+            bail!("the file watcher stopped");
+        };
+        let shown: Vec<String> = change
+            .paths
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!(
+            "slipway: change detected ({}), planning again",
+            shown.join(", ")
+        );
+    }
+}
+
+/// Plan once and print it.
+fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
     let loaded = desired::load(args.repo)?;
     let ids = identity::require(args.repo.identity.as_deref())?;
     let index = ArtifactIndex::load(args.state)?;
