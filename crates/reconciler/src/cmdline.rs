@@ -142,6 +142,10 @@ pub enum Command {
         /// With --dry-run: plan again whenever the repository's working tree changes.
         #[arg(long, requires = "dry_run")]
         watch: bool,
+        /// Refuse a HEAD not signed by one of these SSH keys (git's allowed_signers format;
+        /// keep this file outside the repository it verifies).
+        #[arg(long, env = "SLIPWAY_ALLOWED_SIGNERS")]
+        allowed_signers: Option<PathBuf>,
     },
     /// Serve the boot artifacts of the repository's current state (iPXE, Ignition, artifacts).
     BootServer {

@@ -52,6 +52,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             output,
             detailed_exitcode,
             watch,
+            allowed_signers,
         } => reconcile_cmd::run(&reconcile_cmd::ReconcileArgs {
             repo,
             state,
@@ -61,6 +62,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             output: *output,
             detailed_exitcode: *detailed_exitcode,
             watch: *watch,
+            allowed_signers: allowed_signers.as_deref(),
         }),
         Command::Render {
             repo,

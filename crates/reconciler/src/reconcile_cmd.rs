@@ -38,6 +38,44 @@ pub struct ReconcileArgs<'a> {
     pub detailed_exitcode: bool,
     /// Re-plan whenever the repository's working tree changes (until interrupted).
     pub watch: bool,
+    /// Refuse a HEAD not signed by one of these keys (git's allowed_signers format).
+    pub allowed_signers: Option<&'a Path>,
+}
+
+/// Who signed HEAD of the working tree's repository, checked against `allowed_signers`;
+/// an unsigned or untrusted HEAD is refused, naming the commit and why.
+fn verify_head(repo_dir: &Path, allowed: &Path) -> Result<String> {
+    let signers = source::AllowedSigners::load(allowed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo = git2::Repository::discover(repo_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not in a git repository: {}",
+            repo_dir.display(),
+            e.message()
+        )
+    })?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| anyhow::anyhow!("reading HEAD: {}", e.message()))?;
+    let id = head.id();
+    let refuse =
+        |why: String| anyhow::anyhow!("commit {id} is refused: {why}; nothing was planned");
+    let (armor, signed) = match repo.extract_signature(&id, None) {
+        Ok(pair) => pair,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            return Err(refuse(source::Refusal::Unsigned.to_string()))
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "reading the signature of {id}: {}",
+                e.message()
+            ))
+        }
+    };
+    let signer = signers
+        .verify(&armor, &signed, head.committer().when().seconds())
+        .map_err(|r| refuse(r.to_string()))?;
+    Ok(format!("{} ({})", signer.principal, signer.fingerprint))
 }
 
 fn secret_values(s: &Secrets) -> Vec<String> {
@@ -127,6 +165,10 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
 
 /// Plan once and print it.
 fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
+    let signer = match args.allowed_signers {
+        Some(allowed) => Some(verify_head(&args.repo.repo, allowed)?),
+        None => None,
+    };
     let loaded = desired::load(args.repo)?;
     let ids = identity::require(args.repo.identity.as_deref())?;
     let index = ArtifactIndex::load(args.state)?;
@@ -207,7 +249,7 @@ fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
     let desired = Desired {
         commit: loaded.commit.clone(),
         author,
-        signer: None,
+        signer,
         cluster_name: inv.cluster.name.clone(),
         nodes: desired_nodes,
         policy: Policy {
