@@ -1,6 +1,17 @@
 //! Fact gathering from 20 and 50 simulated nodes (real sshd on loopback):
 //! Slipway (libssh2, one round trip, bounded fan-out) against
-//! `xargs -P N ssh ... cat /etc/os-release`. Prints a table of wall times.
+//! `xargs -P N ssh ... cat /etc/os-release` and against
+//! `ansible all -m raw -a 'cat /etc/os-release' -f N` (pipelining on, same
+//! key exchange, host keys pinned). Prints a table of wall times and
+//! `bench-row` lines for `tests/bench`.
+//!
+//! The simulated nodes have a busybox userland and no Python, so Ansible
+//! runs the `raw` module (no module transfer, no interpreter) rather than
+//! `command` — the cheapest thing Ansible can do per host.
+//!
+//! Ansible (`ansible-core`) is installed once into a virtualenv under the
+//! target directory (`python3 -m venv` + `pip install ansible-core`); the
+//! bench fails with a clear message when that is impossible.
 //!
 //! Run with `cargo bench -p slipway-fleet-sim --bench facts`.
 
@@ -41,6 +52,14 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One `bench-row` line (area `facts`, unit ms) for `tests/bench`.
+fn row(case: &str, d: Duration, target: &str) -> String {
+    format!(
+        "bench-row\tfacts\t{case}\t{:.0}\tms\t{target}",
+        d.as_secs_f64() * 1000.0
+    )
 }
 
 /// `xargs -P n ssh ... cat /etc/os-release` over the first `n` ports.
@@ -100,6 +119,166 @@ fn slipway_one_command(targets: &[NodeTarget], options: &ConnectOptions) -> Benc
     Ok(start.elapsed())
 }
 
+/// Where the Ansible virtualenv lives: once per target directory.
+fn ansible_venv_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ansible-venv")
+}
+
+/// Runs `cmd`, returning an error carrying its output when it fails.
+fn run_checked(cmd: &mut Command, what: &str) -> BenchResult<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The `ansible` executable of a virtualenv holding `ansible-core`, created
+/// on first use and reused afterwards (a marker file says it is complete).
+fn ensure_ansible() -> BenchResult<PathBuf> {
+    let venv = ansible_venv_dir();
+    let ansible = venv.join("bin").join("ansible");
+    let marker = venv.join(".slipway-bench-complete");
+    if marker.exists() && ansible.exists() {
+        return Ok(ansible);
+    }
+    let hint = "the Ansible column of this benchmark needs python3 (with the venv module) \
+                and pip able to install `ansible-core`";
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)?;
+    }
+    if let Some(parent) = venv.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    println!(
+        "creating {} (python3 -m venv; pip install ansible-core)",
+        venv.display()
+    );
+    run_checked(
+        Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        &format!("{hint}: python3 -m venv {}", venv.display()),
+    )?;
+    run_checked(
+        Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", "ansible-core"]),
+        &format!("{hint}: pip install ansible-core"),
+    )?;
+    if !ansible.exists() {
+        return Err(format!("{hint}: {} missing after pip install", ansible.display()).into());
+    }
+    std::fs::write(&marker, b"ansible-core installed\n")?;
+    Ok(ansible)
+}
+
+/// Everything one `ansible` ad-hoc run needs: an isolated HOME and config,
+/// an inventory of every node, pinned host keys.
+struct AnsibleSetup {
+    ansible: PathBuf,
+    home: PathBuf,
+    config: PathBuf,
+    inventory: PathBuf,
+    ssh_args: String,
+}
+
+impl AnsibleSetup {
+    fn new(
+        ansible: PathBuf,
+        dir: &Path,
+        names_ports: &[(String, u16)],
+        key: &Path,
+        known_hosts: &Path,
+    ) -> BenchResult<Self> {
+        let home = dir.join("ansible-home");
+        std::fs::create_dir_all(&home)?;
+        let config = dir.join("ansible.cfg");
+        std::fs::write(&config, b"")?;
+        let inventory = dir.join("inventory.ini");
+        let mut ini = String::from("[all]\n");
+        for (name, port) in names_ports {
+            ini.push_str(&format!(
+                "{name} ansible_host=127.0.0.1 ansible_port={port} ansible_user=root \
+                 ansible_ssh_private_key_file={key} ansible_python_interpreter=/usr/bin/python3\n",
+                key = key.display(),
+            ));
+        }
+        std::fs::write(&inventory, ini)?;
+        let ssh_args = format!(
+            "-o KexAlgorithms=curve25519-sha256 -o ControlMaster=no \
+             -o HostKeyAlgorithms=ssh-ed25519 -o StrictHostKeyChecking=yes \
+             -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null",
+            known_hosts.display()
+        );
+        Ok(Self {
+            ansible,
+            home,
+            config,
+            inventory,
+            ssh_args,
+        })
+    }
+
+    /// `ansible <first n hosts> -m raw -a 'cat /etc/os-release' -f n`;
+    /// fails unless it exits 0 with all `n` hosts answering.
+    fn run(&self, names: &[String]) -> BenchResult<Duration> {
+        let n = names.len();
+        let limit = names.join(",");
+        let mut cmd = Command::new(&self.ansible);
+        cmd.arg("all")
+            .arg("-i")
+            .arg(&self.inventory)
+            .args(["--limit", &limit])
+            .args(["-m", "raw", "-a", "cat /etc/os-release"])
+            .args(["-f", &n.to_string()])
+            .env("HOME", &self.home)
+            .env("ANSIBLE_CONFIG", &self.config)
+            .env("ANSIBLE_LOCAL_TEMP", self.home.join("tmp"))
+            .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+            .env("ANSIBLE_PIPELINING", "True")
+            .env("ANSIBLE_SSH_ARGS", &self.ssh_args)
+            .env("ANSIBLE_FORKS", n.to_string())
+            .env("ANSIBLE_TIMEOUT", "10")
+            .env("ANSIBLE_NOCOLOR", "True")
+            .stdin(Stdio::null());
+        let start = Instant::now();
+        let out = cmd.output()?;
+        let elapsed = start.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "ansible failed ({}):\n{stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        // The default ad-hoc output: `NAME | CHANGED | rc=0 >>` then stdout.
+        let ok = names
+            .iter()
+            .filter(|name| {
+                let header = format!("{name} | CHANGED | rc=0 >>");
+                stdout.lines().any(|line| line.trim_end() == header)
+            })
+            .count();
+        let answers = stdout.matches("ID=").count();
+        if answers < n {
+            return Err(
+                format!("ansible: {answers} os-release answers for {n} hosts:\n{stdout}").into(),
+            );
+        }
+        if ok != n {
+            return Err(format!("ansible: {ok} of {n} hosts answered:\n{stdout}").into());
+        }
+        Ok(elapsed)
+    }
+}
+
 fn main() -> BenchResult<()> {
     for tool in ["/usr/bin/ssh", "/usr/sbin/sshd", "/bin/busybox"] {
         if !Path::new(tool).exists() {
@@ -109,6 +288,7 @@ fn main() -> BenchResult<()> {
             .into());
         }
     }
+    let ansible = ensure_ansible()?;
     let dir = tempfile::tempdir()?;
     let (client_private, client_public) = keypair("bench-client")?;
     let max = SIZES.iter().copied().max().unwrap_or(0);
@@ -156,16 +336,22 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
 
-    // Warm-up (page cache, sshd first-connection costs).
-    xargs_ssh(&ports, &key_path, &known_hosts)?;
+    let names_ports: Vec<(String, u16)> =
+        targets.iter().map(|t| (t.name.clone(), t.port)).collect();
+    let names: Vec<String> = names_ports.iter().map(|(n, _)| n.clone()).collect();
+    let ansible = AnsibleSetup::new(ansible, dir.path(), &names_ports, &key_path, &known_hosts)?;
 
-    println!();
-    println!("| nodes | Slipway full facts (8 cmds, 1 round trip) | Slipway `cat /etc/os-release` | xargs -P N ssh `cat /etc/os-release` |");
-    println!("|------:|------------------------------------------:|------------------------------:|-------------------------------------:|");
+    // Warm-up (page cache, sshd first-connection costs, Python imports).
+    xargs_ssh(&ports, &key_path, &known_hosts)?;
+    ansible.run(&names)?;
+
+    let mut rows = Vec::new();
+    let mut table = Vec::new();
     for &n in &SIZES {
         let mut facts_times = Vec::new();
         let mut one_times = Vec::new();
         let mut ssh_times = Vec::new();
+        let mut ansible_times = Vec::new();
         for _ in 0..ROUNDS {
             let start = Instant::now();
             let results = runtime.block_on(gather_fleet(targets[..n].to_vec(), n, options.clone()));
@@ -178,15 +364,63 @@ fn main() -> BenchResult<()> {
             }
             one_times.push(slipway_one_command(&targets[..n], &options)?);
             ssh_times.push(xargs_ssh(&ports[..n], &key_path, &known_hosts)?);
+            ansible_times.push(ansible.run(&names[..n])?);
         }
-        println!(
-            "| {n:>5} | {:>41} | {:>29} | {:>36} |",
-            ms(median(facts_times)),
-            ms(median(one_times)),
-            ms(median(ssh_times))
-        );
+        let facts = median(facts_times);
+        let one = median(one_times);
+        let ssh = median(ssh_times);
+        let ansible_t = median(ansible_times);
+        let ratio = ansible_t.as_secs_f64() / facts.as_secs_f64();
+        let ratio_one = ansible_t.as_secs_f64() / one.as_secs_f64();
+        table.push(format!(
+            "| {n:>5} | {:>41} | {:>29} | {:>36} | {:>36} | {:>31} |",
+            ms(facts),
+            ms(one),
+            ms(ssh),
+            ms(ansible_t),
+            format!("{ratio:.1}× / {ratio_one:.1}×"),
+        ));
+        let faster = "≥ 8× faster than Ansible";
+        rows.push(row(
+            &format!("{n} nodes, Slipway full facts (8 cmds)"),
+            facts,
+            faster,
+        ));
+        rows.push(row(
+            &format!("{n} nodes, Slipway cat /etc/os-release"),
+            one,
+            faster,
+        ));
+        rows.push(row(
+            &format!("{n} nodes, xargs -P {n} ssh cat /etc/os-release"),
+            ssh,
+            "-",
+        ));
+        rows.push(row(
+            &format!("{n} nodes, ansible -m raw cat /etc/os-release -f {n}"),
+            ansible_t,
+            "-",
+        ));
+        rows.push(format!(
+            "bench-row\tfacts\t{n} nodes, Ansible ÷ Slipway full facts\t{ratio:.1}\t×\t≥ 8"
+        ));
+        rows.push(format!(
+            "bench-row\tfacts\t{n} nodes, Ansible ÷ Slipway cat /etc/os-release\t{ratio_one:.1}\t×\t≥ 8"
+        ));
+    }
+    println!();
+    println!("| nodes | Slipway full facts (8 cmds, 1 round trip) | Slipway `cat /etc/os-release` | xargs -P N ssh `cat /etc/os-release` | ansible -m raw `cat /etc/os-release` | Ansible ÷ Slipway (facts / cat) |");
+    println!("|------:|------------------------------------------:|------------------------------:|-------------------------------------:|-------------------------------------:|--------------------------------:|");
+    for line in &table {
+        println!("{line}");
     }
     println!("\nmedian of {ROUNDS} rounds; concurrency = N; every node is a real sshd on 127.0.0.1 (2-core machine)");
+    println!("Ansible: ansible-core in a venv, `-f N`, pipelining on, curve25519-sha256, ControlMaster=no, host keys pinned;");
+    println!("the `raw` module instead of `command` because the simulated nodes have no Python (busybox userland)");
+    println!();
+    for line in &rows {
+        println!("{line}");
+    }
     drop(fleet);
     Ok(())
 }
