@@ -221,17 +221,26 @@ pub fn up(repo: &RepoArgs, state: &Path) -> Result<ExitCode> {
         .unwrap_or_else(|| "unknown".to_string());
     let mut authorized = cluster.ssh_authorized_keys.clone();
     authorized.push(client_public);
+    // Simulated nodes get throwaway host keys: sshd needs its key in a file, and a real
+    // node's key must never be written to disk in clear. The repository copy carries the
+    // throwaway keys (encrypted to the same recipients), so pinning works against it.
     let mut nodes = Vec::new();
+    let mut throwaway = std::collections::BTreeMap::new();
     for node in &loaded.inventory.nodes {
-        let host_key = loaded.secrets.host_keys.get(&node.name).with_context(|| {
-            format!(
-                "node {} has no SSH host key in the secrets: run `slipway secrets generate`",
-                node.name
-            )
-        })?;
+        let mut key =
+            ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519)
+                .map_err(|e| anyhow!("generating a host key for {}: {e}", node.name))?;
+        key.set_comment(format!("root@{} (simulated)", node.hostname));
+        let pem = key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| anyhow!("encoding a host key for {}: {e}", node.name))?;
+        throwaway.insert(
+            node.name.clone(),
+            slipway_model::secrets::Secret::new(pem.as_str()),
+        );
         nodes.push(ChildNode {
             name: node.name.clone(),
-            host_key: host_key.expose().to_string(),
+            host_key: pem.to_string(),
             authorized_keys: authorized.clone(),
             macs: node.macs.iter().map(ToString::to_string).collect(),
             method: node.reinstall_method,
@@ -289,7 +298,7 @@ pub fn up(repo: &RepoArgs, state: &Path) -> Result<ExitCode> {
         }
         std::thread::sleep(POLL);
     };
-    write_repo_copy(&paths.repo(), &loaded, &ready)?;
+    write_repo_copy(&paths.repo(), &loaded, &ready, &throwaway)?;
 
     println!("simulated fleet running (pid {})", child.id());
     for (name, n) in &ready.nodes {
@@ -322,10 +331,33 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Copy the repository (without `.git`) to `dest`, pointing every node at its simulated sshd.
-fn write_repo_copy(dest: &Path, loaded: &desired::Loaded, ready: &Ready) -> Result<()> {
+/// Copy the repository (without `.git`) to `dest`, pointing every node at its simulated sshd,
+/// with each node's host key replaced by its simulated node's throwaway key (encrypted to the
+/// repository's recipients).
+fn write_repo_copy(
+    dest: &Path,
+    loaded: &desired::Loaded,
+    ready: &Ready,
+    host_keys: &std::collections::BTreeMap<String, slipway_model::secrets::Secret>,
+) -> Result<()> {
+    use slipway_model::secrets::{self, SecretMap, HOST_KEY_KEY, RECIPIENTS_FILE};
     for (rel, bytes) in loaded.files.iter() {
         repo_fs::write_atomic(&dest.join(rel), bytes)?;
+    }
+    let recipients_text = loaded
+        .files
+        .text(RECIPIENTS_FILE)
+        .context("reading the recipients")?;
+    let recipients = secrets::parse_recipients(RECIPIENTS_FILE, recipients_text)
+        .map_err(|_| anyhow!("{RECIPIENTS_FILE} is invalid"))?;
+    for (name, key) in host_keys {
+        let map = SecretMap(std::collections::BTreeMap::from([(
+            HOST_KEY_KEY.to_string(),
+            key.clone(),
+        )]));
+        let sealed = secrets::encrypt(map.to_yaml().as_bytes(), &recipients)
+            .with_context(|| format!("encrypting the simulated host key of {name}"))?;
+        repo_fs::write_atomic(&dest.join(secrets::node_secrets_path(name)), &sealed)?;
     }
     let cluster_path = dest.join("cluster.yaml");
     let mut cluster: serde_yaml::Value = serde_yaml::from_slice(

@@ -136,6 +136,56 @@ fn sim_up_fault_down() {
         assert_eq!(r, "reachable", "{node}: {all:?}");
     }
 
+    // The real nodes' host keys never reach the disk: the simulator runs throwaway keys, and
+    // the copy's secrets (pinned by `facts` above) hold those, encrypted.
+    let decrypt = |file: &Path| {
+        let mut c = slipway();
+        c.args(["secrets", "decrypt", "--identity"])
+            .arg(demo_identity())
+            .arg(file);
+        text(&run(c).stdout)
+    };
+    let body = |pem: &str| {
+        pem.lines()
+            .map(|l| l.trim().trim_start_matches("ssh_host_ed25519_key: |"))
+            .filter(|l| l.len() > 40 && !l.contains("PRIVATE KEY"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let mut stack = vec![state.clone()];
+    let mut files = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::metadata(&p).is_ok_and(|m| m.len() < 1 << 20) {
+                // Key files are tiny; the node roots' copied binaries are not worth reading.
+                files.push(
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+    }
+    for node in ["lenovo1", "worker1"] {
+        let real = body(&decrypt(&repo.join(format!("secrets/nodes/{node}.age"))));
+        let simulated = body(&decrypt(
+            &state.join(format!("sim/repo/secrets/nodes/{node}.age")),
+        ));
+        assert!(!real.is_empty() && !simulated.is_empty());
+        assert_ne!(
+            real, simulated,
+            "{node}: the simulator uses the real host key"
+        );
+        // Lines every ed25519 key shares (the format header) say nothing: check the others.
+        for line in real.iter().filter(|l| !simulated.contains(l)) {
+            assert!(
+                !files.iter().any(|f| f.contains(line.as_str())),
+                "{node}'s real host key is on disk under the state folder"
+            );
+        }
+    }
+
     let mut c = slipway();
     c.args([
         "sim",
