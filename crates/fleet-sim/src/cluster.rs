@@ -8,13 +8,13 @@
 //! then its state lock, then this one.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 
-use rustix::fs::{flock, FlockOperation};
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{write_atomic, K3sUnit};
+use crate::state::K3sUnit;
 use crate::SimError;
 
 /// File name of the cluster state inside the cluster folder.
@@ -323,36 +323,15 @@ impl Condition {
 }
 
 fn lock(dir: &Path, op: FlockOperation) -> Result<File, SimError> {
-    let path = dir.join(CLUSTER_LOCK);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| SimError::io("opening", &path, e))?;
-    flock(&file, op).map_err(|e| SimError::io("locking", &path, e.into()))?;
-    Ok(file)
+    crate::state::lock_path(&dir.join(CLUSTER_LOCK), op)
 }
 
 fn read_unlocked(dir: &Path) -> Result<ClusterState, SimError> {
-    let path = dir.join(CLUSTER_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ClusterState::default()),
-        Err(e) => return Err(SimError::io("reading", &path, e)),
-    };
-    serde_json::from_str(&text).map_err(|e| SimError::CorruptState {
-        path,
-        message: e.to_string(),
-    })
+    Ok(crate::state::read_json(&dir.join(CLUSTER_FILE))?.unwrap_or_default())
 }
 
 fn write_unlocked(dir: &Path, state: &ClusterState) -> Result<(), SimError> {
-    let json = serde_json::to_vec_pretty(state).map_err(|e| SimError::CorruptState {
-        path: dir.join(CLUSTER_FILE),
-        message: e.to_string(),
-    })?;
-    write_atomic(&dir.join(CLUSTER_FILE), &json)
+    crate::state::write_json(&dir.join(CLUSTER_FILE), state)
 }
 
 /// Read the cluster state in `dir` (the cluster folder) under a shared lock. A folder

@@ -237,24 +237,56 @@ pub fn random_uuid() -> String {
     )
 }
 
-fn lock(control: &Path, op: FlockOperation) -> Result<File, SimError> {
-    let path = control.join(STATE_LOCK);
+/// Take a `flock` on `path` (created if missing); released when the file is dropped.
+pub(crate) fn lock_path(path: &Path, op: FlockOperation) -> Result<File, SimError> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|e| SimError::io("opening", &path, e))?;
-    flock(&file, op).map_err(|e| SimError::io("locking", &path, e.into()))?;
+        .open(path)
+        .map_err(|e| SimError::io("opening", path, e))?;
+    flock(&file, op).map_err(|e| SimError::io("locking", path, e.into()))?;
     Ok(file)
+}
+
+/// The JSON document at `path`, or `None` when there is no file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, SimError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SimError::io("reading", path, e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| SimError::CorruptState {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// Write `value` as pretty JSON to `path`, atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SimError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| SimError::CorruptState {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &json)
+}
+
+fn lock(control: &Path, op: FlockOperation) -> Result<File, SimError> {
+    lock_path(&control.join(STATE_LOCK), op)
 }
 
 fn read_unlocked(control: &Path) -> Result<SimState, SimError> {
     let path = control.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| SimError::io("reading", &path, e))?;
-    serde_json::from_str(&text).map_err(|e| SimError::CorruptState {
-        path,
-        message: e.to_string(),
+    read_json(&path)?.ok_or_else(|| {
+        SimError::io(
+            "reading",
+            &path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
     })
 }
 
@@ -292,11 +324,7 @@ pub fn write_state(control: &Path, state: &SimState) -> Result<(), SimError> {
 }
 
 fn write_state_unlocked(control: &Path, state: &SimState) -> Result<(), SimError> {
-    let json = serde_json::to_vec_pretty(state).map_err(|e| SimError::CorruptState {
-        path: control.join(STATE_FILE),
-        message: e.to_string(),
-    })?;
-    write_atomic(&control.join(STATE_FILE), &json)
+    write_json(&control.join(STATE_FILE), state)
 }
 
 #[cfg(test)]

@@ -13,30 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use slipway_ignition_gen::files::{FileSource, TreeEntry};
+use slipway_ignition_gen::files::NoFiles;
 use slipway_ignition_gen::profile::{
     render_node, Artifact, ClusterState, ProfileInputs, RenderedNode,
 };
-use slipway_ignition_gen::Error;
 use slipway_model::check::{check_repo, Secrets};
 use slipway_model::inventory::Inventory;
 use slipway_model::repo::RepoFiles;
 use slipway_model::secrets::{Identities, Secret};
 
 const IGNITION: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
-
-struct NoFiles;
-impl FileSource for NoFiles {
-    fn is_configured(&self) -> bool {
-        false
-    }
-    fn read(&self, rel: &str) -> Result<Vec<u8>, Error> {
-        panic!("unexpected local file {rel}")
-    }
-    fn list_tree(&self, rel: &str) -> Result<Vec<TreeEntry>, Error> {
-        panic!("unexpected tree {rel}")
-    }
-}
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-repo-example")

@@ -53,14 +53,7 @@ fn armed_node_gets_its_ignition_once_then_localboot() {
     let state = t.path().join("state");
     import_artifacts(t.path(), &state);
 
-    let mut c = slipway();
-    c.args(["render", "--node", "worker1", "--repo"])
-        .arg(&repo)
-        .arg("--identity")
-        .arg(demo_identity())
-        .arg("--state")
-        .arg(&state);
-    let rendered = run(c);
+    let rendered = render(&repo, &state, "worker1");
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
     let rendered = text(&rendered.stdout);
     assert!(rendered.starts_with("{\"ignition\":{\"version\":\"3.3.0\"}"));
@@ -210,14 +203,7 @@ fn a_bad_repository_publishes_nothing() {
 #[test]
 fn render_without_mirrored_artifacts_says_how_to_fix_it() {
     let (t, repo) = example_copy();
-    let mut c = slipway();
-    c.args(["render", "--node", "worker1", "--repo"])
-        .arg(&repo)
-        .arg("--identity")
-        .arg(demo_identity())
-        .arg("--state")
-        .arg(t.path().join("empty"));
-    let out = run(c);
+    let out = render(&repo, &t.path().join("empty"), "worker1");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr)

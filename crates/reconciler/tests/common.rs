@@ -108,3 +108,15 @@ pub fn import_artifacts(dir: &Path, state: &Path) {
     let out = run(c);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `slipway render --node NODE` of `repo` with the demo identity and the given state folder.
+pub fn render(repo: &Path, state: &Path, node: &str) -> Output {
+    let mut c = slipway();
+    c.args(["render", "--node", node, "--repo"])
+        .arg(repo)
+        .arg("--identity")
+        .arg(demo_identity())
+        .arg("--state")
+        .arg(state);
+    run(c)
+}

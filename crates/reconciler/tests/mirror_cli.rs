@@ -198,14 +198,7 @@ fn mirrors_what_cluster_yaml_asks_for_and_the_store_renders() {
         .join("fedora-coreos-40.20240906.3.0-metal.x86_64.raw.xz.sig")
         .is_file());
 
-    let mut c = slipway();
-    c.args(["render", "--node", "worker1", "--repo"])
-        .arg(&repo)
-        .arg("--identity")
-        .arg(demo_identity())
-        .arg("--state")
-        .arg(&state);
-    let out = run(c);
+    let out = render(&repo, &state, "worker1");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ign = text(&out.stdout);
     assert!(

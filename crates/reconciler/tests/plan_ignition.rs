@@ -11,31 +11,16 @@ use slipway::plan::{
     self, Action, Actual, ActualNode, Contents, Desired, DesiredNode, NodeFiles, Policy, RawFiles,
     SENSITIVE,
 };
-use slipway_ignition_gen::files::{FileSource, TreeEntry};
+use slipway_ignition_gen::files::NoFiles;
 use slipway_ignition_gen::profile::{
     render_node, Artifact, ClusterState, ProfileInputs, K3S_CONFIG,
 };
-use slipway_ignition_gen::Error;
 use slipway_model::check::{check_repo, Secrets};
 use slipway_model::facts::{
     AppliedConfig, Deployment, K3sService, NodeFacts, OsStatus, Reachability, UnitState,
 };
 use slipway_model::inventory::{Inventory, Role};
-use slipway_model::repo::RepoFiles;
 use slipway_model::secrets::Identities;
-
-struct NoFiles;
-impl FileSource for NoFiles {
-    fn is_configured(&self) -> bool {
-        false
-    }
-    fn read(&self, rel: &str) -> Result<Vec<u8>, Error> {
-        panic!("unexpected local file {rel}")
-    }
-    fn list_tree(&self, rel: &str) -> Result<Vec<TreeEntry>, Error> {
-        panic!("unexpected tree {rel}")
-    }
-}
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-repo-example")
@@ -43,24 +28,7 @@ fn example_dir() -> PathBuf {
 
 fn example() -> (Inventory, Secrets) {
     let root = example_dir();
-    let mut files = RepoFiles::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.insert(
-                    p.strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
+    let files = slipway::repo_fs::read_repo(&root).unwrap();
     let ids = Identities::parse(
         &std::fs::read_to_string(root.join(".slipway/DEMO-ONLY-age-identity.txt")).unwrap(),
     )

@@ -7,9 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use sha2::{Digest, Sha256};
-use slipway_ignition_gen::files::{FileSource, TreeEntry};
+use slipway_ignition_gen::files::NoFiles;
 use slipway_ignition_gen::profile::{render_node, Artifact, ClusterState, ProfileInputs};
-use slipway_ignition_gen::Error;
 use slipway_model::check::Secrets;
 use slipway_model::inventory::Inventory;
 use slipway_model::repo::RepoFiles;
@@ -19,19 +18,6 @@ use slipway_model::secrets::Secret;
 pub const K3S_VERSION: &str = "v1.30.4+k3s1";
 /// The cluster's token in these tests (throwaway).
 pub const TOKEN: &str = "K10sim0123456789abcdef::server:0123456789abcdef";
-
-struct NoFiles;
-impl FileSource for NoFiles {
-    fn is_configured(&self) -> bool {
-        false
-    }
-    fn read(&self, rel: &str) -> Result<Vec<u8>, Error> {
-        panic!("unexpected local file {rel}")
-    }
-    fn list_tree(&self, rel: &str) -> Result<Vec<TreeEntry>, Error> {
-        panic!("unexpected tree {rel}")
-    }
-}
 
 /// A homelab: `servers` (the first is the bootstrap server) and `agents`, every node in
 /// `lab.example` with a `rack` label; API endpoints are the FQDNs of `endpoints` in order.
