@@ -149,21 +149,7 @@ fn log_command(dirs: &NodeDirs, command: &str, boot_id: String) -> Result<(), Si
 
 /// Read a node's commands log.
 pub fn read_commands(dirs: &NodeDirs) -> Result<Vec<ReceivedCommand>, SimError> {
-    let path = dirs.control().join(COMMANDS_LOG);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(SimError::io("reading", &path, e)),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).map_err(|e| SimError::CorruptState {
-                path: path.clone(),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+    crate::state::read_jsonl(&dirs.control().join(COMMANDS_LOG))
 }
 
 /// `slipway-sim wrap <node dir>`: the sshd `ForceCommand`. Returns only on error.

@@ -544,21 +544,7 @@ fn log_netboot(dirs: &NodeDirs, record: &NetbootRecord) -> Result<(), SimError> 
 
 /// Read a node's netboot log.
 fn read_netboot_log(dirs: &NodeDirs) -> Result<Vec<NetbootRecord>, SimError> {
-    let path = dirs.control().join(NETBOOT_LOG);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(SimError::io("reading", &path, e)),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).map_err(|e| SimError::CorruptState {
-                path: path.clone(),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+    crate::state::read_jsonl(&dirs.control().join(NETBOOT_LOG))
 }
 
 /// How a firmware walk ended.

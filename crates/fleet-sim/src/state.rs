@@ -266,6 +266,24 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         })
 }
 
+/// The records of a JSON-lines file at `path` (empty when there is no file).
+pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, SimError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SimError::io("reading", path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| SimError::CorruptState {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Write `value` as pretty JSON to `path`, atomically.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SimError> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| SimError::CorruptState {
