@@ -16,6 +16,7 @@ pub mod plan;
 pub mod reconcile_cmd;
 pub mod repo_fs;
 pub mod secrets_cmd;
+pub mod serve;
 pub mod sim_cmd;
 pub mod source;
 pub mod validate;

@@ -1,0 +1,1 @@
+//! `slipway serve`: the unattended daemon (being built).
