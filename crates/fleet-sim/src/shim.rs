@@ -112,7 +112,7 @@ fn with_cluster<T>(
     })?
 }
 
-fn rpm_ostree(state: &SimState, args: &[String]) -> ShimOutput {
+fn rpm_ostree(state: &mut SimState, args: &[String]) -> ShimOutput {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let deployment = |d: &slipway_model::facts::Deployment, booted: bool, staged: bool| {
         json!({
@@ -154,11 +154,49 @@ fn rpm_ostree(state: &SimState, args: &[String]) -> ShimOutput {
             ));
             ShimOutput::ok(text)
         }
+        ["deploy", rest @ ..] => {
+            // `rpm-ostree deploy [--bypass-driver] VERSION`: stage VERSION for the next boot,
+            // as the real one does after pulling it from the node's update source.
+            let versions: Vec<&&str> = rest.iter().filter(|a| !a.starts_with('-')).collect();
+            let unknown: Vec<&&str> = rest
+                .iter()
+                .filter(|a| a.starts_with('-') && **a != "--bypass-driver")
+                .collect();
+            match (versions.as_slice(), unknown.as_slice()) {
+                ([version], []) if is_fcos_version(version) => {
+                    state.pending_os = Some(slipway_model::facts::Deployment {
+                        version: version.to_string(),
+                        checksum: crate::state::checksum_for(version),
+                    });
+                    ShimOutput::ok(format!(
+                        "Staging deployment... done\nRun \"systemctl reboot\" to start a reboot\n"
+                    ))
+                }
+                ([version], []) => ShimOutput::fail(
+                    1,
+                    format!("error: Failed to resolve version `{version}`: not an FCOS release\n"),
+                ),
+                (_, [flag, ..]) => {
+                    ShimOutput::fail(1, format!("rpm-ostree deploy: unknown option {flag}\n"))
+                }
+                _ => ShimOutput::fail(1, "error: rpm-ostree deploy takes one REVISION\n"),
+            }
+        }
         _ => ShimOutput::fail(
             1,
             format!("rpm-ostree: `{}` is not simulated\n", args.join(" ")),
         ),
     }
+}
+
+/// `40.20240906.3.0`: major, date, stream number, respin.
+fn is_fcos_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts[1].len() == 8
 }
 
 /// Render `efibootmgr` output; `verbose` adds device paths.
@@ -413,6 +451,51 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rpm_ostree_deploy_stages_a_release_for_the_next_boot_and_refuses_nonsense() {
+        let control = control_with(&NodeState::fresh("39.20240101.3.0"));
+        let out = run(
+            "rpm-ostree",
+            &args(&["deploy", "--bypass-driver", "40.20240906.3.0"]),
+            control.path(),
+        )
+        .unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let status = run("rpm-ostree", &args(&["status", "--json"]), control.path()).unwrap();
+        let parsed = deployments(&status.stdout);
+        assert_eq!(
+            parsed,
+            vec![
+                ("40.20240906.3.0".to_string(), true),
+                ("39.20240101.3.0".to_string(), false)
+            ]
+        );
+        for bad in [
+            vec!["deploy", "latest"],
+            vec!["deploy"],
+            vec!["deploy", "--reboot", "40.20240906.3.0"],
+        ] {
+            let out = run("rpm-ostree", &args(&bad), control.path()).unwrap();
+            assert_ne!(out.code, 0, "{bad:?} must fail");
+        }
+    }
+
+    /// (version, staged) of each deployment in `rpm-ostree status --json` output.
+    fn deployments(json: &str) -> Vec<(String, bool)> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["version"].as_str().unwrap().to_string(),
+                    d["staged"].as_bool().unwrap(),
+                )
+            })
+            .collect()
     }
 
     #[test]
