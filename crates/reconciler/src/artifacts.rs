@@ -116,6 +116,22 @@ impl ArtifactIndex {
         repo_fs::write_atomic(&index_path(state), &json)
     }
 
+    /// Exactly these versions (a rollout resumed with what it started with).
+    pub fn resolve_exact(&self, fcos_release: &str, k3s_version: &str) -> Result<Resolved> {
+        let fcos = self.fcos.get(fcos_release).with_context(|| {
+            format!("FCOS {fcos_release} is no longer in the artifact store: import it again")
+        })?;
+        let k3s = self.k3s.get(k3s_version).with_context(|| {
+            format!("K3s {k3s_version} is no longer in the artifact store: import it again")
+        })?;
+        Ok(Resolved {
+            fcos_release: fcos_release.to_string(),
+            fcos: fcos.clone(),
+            k3s_version: k3s_version.to_string(),
+            k3s: k3s.clone(),
+        })
+    }
+
     /// Resolve the cluster's FCOS and K3s selection to mirrored artifacts.
     pub fn resolve(&self, cluster: &Cluster) -> Result<Resolved> {
         let fcos_release = match &cluster.fcos.release {

@@ -48,6 +48,44 @@ pub struct RepoArgs {
     pub identity: Option<PathBuf>,
 }
 
+/// `slipway rollout` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Where the current (or last) rollout stands, node by node.
+    Status {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// Output format (`json`: the journal itself).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Go on with a halted or interrupted rollout, retrying the step that stopped it.
+    Resume {
+        /// Repository and identity.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+        /// Private key Slipway logs in with; default: the ssh-agent.
+        #[arg(long, env = "SLIPWAY_SSH_KEY")]
+        ssh_key: Option<PathBuf>,
+        /// Where the boot server listens; default: every address, boot_server.url's port.
+        #[arg(long, env = "SLIPWAY_BOOT_LISTEN")]
+        boot_listen: Option<std::net::SocketAddr>,
+        /// Pass the data-loss alarm of a node whose /var was lost (you dealt with it).
+        #[arg(long)]
+        acknowledge_data_loss: bool,
+    },
+    /// Give up the current rollout (nodes stay as they are; cordoned ones are listed).
+    Abort {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+    },
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -125,6 +163,7 @@ pub enum Command {
         #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
         state: PathBuf,
         /// Only show the plan: read-only fact commands, nothing published, nothing armed.
+        /// Without it the plan of HEAD is executed (see `slipway rollout`).
         #[arg(long)]
         dry_run: bool,
         /// Don't contact the nodes: plan from what the state folder knows.
@@ -146,6 +185,16 @@ pub enum Command {
         /// keep this file outside the repository it verifies).
         #[arg(long, env = "SLIPWAY_ALLOWED_SIGNERS")]
         allowed_signers: Option<PathBuf>,
+        /// Where the boot server listens while the plan executes; default: every address,
+        /// on boot_server.url's port.
+        #[arg(long, env = "SLIPWAY_BOOT_LISTEN")]
+        boot_listen: Option<std::net::SocketAddr>,
+    },
+    /// Inspect, resume or abort the rollout `slipway reconcile` executes.
+    Rollout {
+        /// Rollout subcommand.
+        #[command(subcommand)]
+        command: RolloutCommand,
     },
     /// Serve the boot artifacts of the repository's current state (iPXE, Ignition, artifacts).
     BootServer {

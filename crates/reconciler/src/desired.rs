@@ -167,3 +167,28 @@ pub fn generation_input(
         },
     })
 }
+
+/// Read, validate and decrypt the repository as committed at `commit` (not the working
+/// tree): what a rollout executes, so a resumed rollout renders exactly the same configs.
+pub fn load_at(repo_dir: &Path, identity: Option<&Path>, commit: &str) -> Result<Loaded> {
+    let files = crate::source::files_at_commit(repo_dir, commit)
+        .map_err(|e| anyhow!("reading commit {commit}: {e}"))?;
+    let ids = identity::require(identity)?;
+    let checked = check_repo(&files, Some(&ids));
+    if checked.diagnostics.has_errors() {
+        eprint!("{}", checked.diagnostics);
+        bail!(
+            "commit {commit} has {} error(s): nothing was changed",
+            checked.diagnostics.error_count()
+        );
+    }
+    let (Some(inventory), Some(secrets)) = (checked.inventory, checked.secrets) else {
+        bail!("commit {commit} did not load");
+    };
+    Ok(Loaded {
+        files,
+        inventory,
+        secrets,
+        commit: commit.to_string(),
+    })
+}

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use slipway::cmdline::{Cli, Command, LogFormat, SimCommand};
+use slipway::cmdline::{Cli, Command, LogFormat, RolloutCommand, SimCommand};
 use slipway::{
-    boot_cmd, butane_cmd, facts_cmd, mirror_cmd, reconcile_cmd, repo_fs, secrets_cmd, sim_cmd,
-    validate,
+    boot_cmd, butane_cmd, facts_cmd, mirror_cmd, reconcile_cmd, repo_fs, rollout, secrets_cmd,
+    sim_cmd, validate,
 };
 
 fn main() -> ExitCode {
@@ -53,17 +53,53 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             detailed_exitcode,
             watch,
             allowed_signers,
-        } => reconcile_cmd::run(&reconcile_cmd::ReconcileArgs {
-            repo,
-            state,
-            dry_run: *dry_run,
-            offline: *offline,
-            ssh_key: ssh_key.as_ref(),
-            output: *output,
-            detailed_exitcode: *detailed_exitcode,
-            watch: *watch,
-            allowed_signers: allowed_signers.as_deref(),
-        }),
+            boot_listen,
+        } => {
+            let args = reconcile_cmd::ReconcileArgs {
+                repo,
+                state,
+                dry_run: *dry_run,
+                offline: *offline,
+                ssh_key: ssh_key.as_ref(),
+                output: *output,
+                detailed_exitcode: *detailed_exitcode,
+                watch: *watch,
+                allowed_signers: allowed_signers.as_deref(),
+            };
+            if *dry_run {
+                reconcile_cmd::run(&args)
+            } else {
+                if *offline {
+                    anyhow::bail!("--offline only plans: add --dry-run");
+                }
+                rollout::execute(
+                    &args,
+                    &rollout::Drive {
+                        ssh_key: ssh_key.as_deref(),
+                        boot_listen: *boot_listen,
+                    },
+                )
+            }
+        }
+        Command::Rollout { command } => match command {
+            RolloutCommand::Status { state, output } => rollout::status(state, *output),
+            RolloutCommand::Resume {
+                repo,
+                state,
+                ssh_key,
+                boot_listen,
+                acknowledge_data_loss,
+            } => rollout::resume(
+                repo,
+                state,
+                &rollout::Drive {
+                    ssh_key: ssh_key.as_deref(),
+                    boot_listen: *boot_listen,
+                },
+                *acknowledge_data_loss,
+            ),
+            RolloutCommand::Abort { state } => rollout::abort(state),
+        },
         Command::Render {
             repo,
             state,

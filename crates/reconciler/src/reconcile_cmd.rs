@@ -44,7 +44,7 @@ pub struct ReconcileArgs<'a> {
 
 /// Who signed HEAD of the working tree's repository, checked against `allowed_signers`;
 /// an unsigned or untrusted HEAD is refused, naming the commit and why.
-fn verify_head(repo_dir: &Path, allowed: &Path) -> Result<String> {
+pub fn verify_head(repo_dir: &Path, allowed: &Path) -> Result<String> {
     let signers = source::AllowedSigners::load(allowed).map_err(|e| anyhow::anyhow!("{e}"))?;
     let repo = git2::Repository::discover(repo_dir).map_err(|e| {
         anyhow::anyhow!(
@@ -163,13 +163,28 @@ pub fn run(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
     }
 }
 
-/// Plan once and print it.
-fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
-    let signer = match args.allowed_signers {
-        Some(allowed) => Some(verify_head(&args.repo.repo, allowed)?),
-        None => None,
-    };
-    let loaded = desired::load(args.repo)?;
+/// Everything a plan was made from, for whoever executes it.
+pub struct Prepared {
+    /// The repository at the planned commit.
+    pub loaded: Loaded,
+    /// The artifacts it resolves to.
+    pub resolved: crate::artifacts::Resolved,
+    /// Every node's rendered config.
+    pub rendered: BTreeMap<String, slipway_ignition_gen::profile::RenderedNode>,
+    /// Facts per node (empty offline).
+    pub facts: BTreeMap<String, NodeFacts>,
+    /// Whether a cluster runs.
+    pub cluster_exists: bool,
+    /// The plan.
+    pub plan: plan::Plan,
+}
+
+/// Gather facts (unless offline), render, and plan `loaded`.
+pub fn prepare(
+    args: &ReconcileArgs<'_>,
+    loaded: Loaded,
+    signer: Option<String>,
+) -> Result<Prepared> {
     let ids = identity::require(args.repo.identity.as_deref())?;
     let index = ArtifactIndex::load(args.state)?;
     let resolved = index.resolve(&loaded.inventory.cluster)?;
@@ -240,10 +255,8 @@ fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
     let author = git2::Repository::discover(&args.repo.repo)
         .ok()
         .and_then(|r| {
-            r.head()
-                .ok()
-                .and_then(|h| h.peel_to_commit().ok())
-                .map(|c| c.author().to_string())
+            let id = git2::Oid::from_str(&loaded.commit).ok()?;
+            r.find_commit(id).ok().map(|c| c.author().to_string())
         })
         .unwrap_or_default();
     let desired = Desired {
@@ -261,14 +274,37 @@ fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
         known_nodes: Vec::new(),
         cluster_exists,
     };
-    let p = plan::plan(&desired, &actual);
-    match args.output {
-        Output::Json => println!("{}", plan::render_json(&p)),
+    let plan = plan::plan(&desired, &actual);
+    Ok(Prepared {
+        loaded,
+        resolved,
+        rendered,
+        facts,
+        cluster_exists,
+        plan,
+    })
+}
+
+/// Print a plan as `args.output` asks.
+pub fn print_plan(p: &plan::Plan, output: Output) {
+    match output {
+        Output::Json => println!("{}", plan::render_json(p)),
         Output::Text => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            print!("{}", plan::render_text(&p, color));
+            print!("{}", plan::render_text(p, color));
         }
     }
+}
+
+/// Plan once and print it.
+fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
+    let signer = match args.allowed_signers {
+        Some(allowed) => Some(verify_head(&args.repo.repo, allowed)?),
+        None => None,
+    };
+    let loaded = desired::load(args.repo)?;
+    let p = prepare(args, loaded, signer)?.plan;
+    print_plan(&p, args.output);
     Ok(if args.detailed_exitcode {
         ExitCode::from(plan::detailed_exit_code(&p))
     } else {

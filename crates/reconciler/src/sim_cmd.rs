@@ -316,7 +316,8 @@ pub fn up(repo: &RepoArgs, state: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Write a private file (mode 0600, created anew).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -334,7 +335,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Copy the repository (without `.git`) to `dest`, pointing every node at its simulated sshd,
 /// with each node's host key replaced by its simulated node's throwaway key (encrypted to the
 /// repository's recipients).
-fn write_repo_copy(
+pub fn write_repo_copy(
     dest: &Path,
     loaded: &desired::Loaded,
     ready: &Ready,

@@ -1,0 +1,401 @@
+//! Executing a plan: the rolling reinstall that never loses quorum or `/var`.
+//!
+//! `slipway reconcile` (without `--dry-run`) plans the repository's HEAD commit, then drives
+//! every node with something to do through an explicit state machine ([`steps`]), one wave
+//! at a time (servers one by one, agents in batches), while Slipway's boot server runs in
+//! this process. Each step is recorded in the journal ([`journal`], in the state folder:
+//! fsync + atomic rename) *before* it acts, and every step is idempotent, so a Slipway
+//! killed at any moment resumes from the journal (`slipway rollout resume`) without
+//! repeating a reinstall that already happened and without skipping a check.
+//!
+//! Any step that fails or passes its time limit halts the rollout: no other node is
+//! touched, the failing node stays cordoned, the exit code is 1 and the output says what
+//! failed, where, and what to do next. A lost `/var` (the canary nonce gone) halts with a
+//! data-loss alarm that `resume` only passes with `--acknowledge-data-loss`.
+//!
+//! The state folder is locked (flock) by whoever drives the fleet: a second Slipway on the
+//! same folder refuses to start.
+//!
+//! What it deliberately does not do: decide what to do (that is the plan's), or run outside
+//! the waves the plan ordered. Nodes of one agent wave run in parallel; when one of them
+//! fails, the others of that wave finish their current work (they are already out of
+//! service) and no further wave starts.
+
+pub mod effects;
+pub mod executor;
+pub mod journal;
+pub mod progress;
+pub mod steps;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use slipway_ignition_gen::profile::ClusterState;
+use slipway_model::inventory::Role;
+
+use crate::artifacts::ArtifactIndex;
+use crate::cmdline::{Output, RepoArgs};
+use crate::desired::{self, Loaded};
+use crate::facts_cmd;
+use crate::plan::{Action, Plan};
+use crate::reconcile_cmd::{self, ReconcileArgs};
+use effects::{BootEdge, Live};
+use executor::{Executor, K3sArtifacts, NodeGoal, Timeouts};
+use journal::{Journal, NodeRecord, RolloutState, StateLock, JOURNAL_FORMAT};
+use steps::{steps_for, StepContext};
+
+/// The environment variable of the test hook that kills Slipway at a step (`node:step`).
+pub const KILL_AT_ENV: &str = "SLIPWAY_TEST_KILL_AT";
+
+/// How Slipway reaches the nodes and serves them while it executes.
+#[derive(Debug, Clone)]
+pub struct Drive<'a> {
+    /// Private key Slipway logs in with; `None`: the ssh-agent.
+    pub ssh_key: Option<&'a Path>,
+    /// Where the boot server listens; `None`: all addresses, boot_server.url's port.
+    pub boot_listen: Option<SocketAddr>,
+}
+
+/// `slipway reconcile` without `--dry-run`: plan HEAD, then execute the plan.
+pub fn execute(args: &ReconcileArgs<'_>, drive: &Drive<'_>) -> Result<ExitCode> {
+    let _lock = StateLock::acquire(args.state)?;
+    if let Some(j) = Journal::load(args.state)? {
+        if matches!(j.state, RolloutState::Running | RolloutState::Halted) {
+            bail!(
+                "the rollout {} of commit {} is {}: see `slipway rollout status`, then `slipway rollout resume` or `slipway rollout abort`; nothing was changed",
+                j.id,
+                short(&j.commit),
+                if j.state == RolloutState::Running { "unfinished (its Slipway stopped)" } else { "halted" }
+            );
+        }
+    }
+    let signer = match args.allowed_signers {
+        Some(allowed) => Some(reconcile_cmd::verify_head(&args.repo.repo, allowed)?),
+        None => None,
+    };
+    let commit = desired::head_commit(&args.repo.repo);
+    if commit == "working-tree" {
+        bail!(
+            "{} is not a git repository with a commit: Slipway only executes committed changes (commit, then run again)",
+            args.repo.repo.display()
+        );
+    }
+    let loaded = desired::load_at(&args.repo.repo, args.repo.identity.as_deref(), &commit)?;
+    let prepared = reconcile_cmd::prepare(args, loaded, signer)?;
+    reconcile_cmd::print_plan(&prepared.plan, Output::Text);
+    if prepared.plan.waves.is_empty() {
+        println!("Nothing to execute.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let journal = new_journal(&prepared.plan, &prepared, now_unix())?;
+    journal.save(args.state)?;
+    println!(
+        "Executing rollout {} ({} node(s) in {} wave(s)); progress is journaled in {}",
+        journal.id,
+        journal.nodes.len(),
+        journal.waves().len(),
+        journal::journal_path(args.state).display()
+    );
+    drive_journal(args.state, journal, &prepared.loaded, drive)
+}
+
+fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The journal of a new rollout of `plan`.
+pub fn new_journal(plan: &Plan, prepared: &reconcile_cmd::Prepared, now: u64) -> Result<Journal> {
+    let inv = &prepared.loaded.inventory;
+    let mut nodes = Vec::new();
+    for wave in &plan.waves {
+        for name in &wave.nodes {
+            let action = plan
+                .nodes
+                .iter()
+                .find(|n| &n.node == name)
+                .with_context(|| {
+                    format!("the plan's wave names {name}, which it has no entry for")
+                })?;
+            let node = inv.node(name);
+            let role = action.role.unwrap_or(Role::Agent);
+            let reachable = prepared.facts.get(name).is_some_and(|f| f.is_reachable());
+            let ctx = StepContext {
+                role,
+                cluster_exists: prepared.cluster_exists,
+                reachable,
+                in_k3s: prepared.cluster_exists && action.action != Action::Install,
+            };
+            let k3s_name = match node {
+                Some(n) => n.short_name().to_string(),
+                None => name.clone(),
+            };
+            nodes.push(NodeRecord {
+                node: name.clone(),
+                k3s_name,
+                role,
+                action: action.action,
+                wave: wave.number,
+                steps: steps_for(action.action, ctx),
+                done: 0,
+                started: false,
+                desired_hash: prepared
+                    .rendered
+                    .get(name)
+                    .map(|r| r.config_hash.clone())
+                    .unwrap_or_default(),
+                canary: None,
+                boot_id_before: None,
+                reboot_sent: false,
+                reboot_attempts: 0,
+                cordoned: false,
+                error: None,
+            });
+        }
+    }
+    Ok(Journal {
+        format_version: JOURNAL_FORMAT.into(),
+        id: format!("{now}-{}", short(&plan.commit)),
+        commit: plan.commit.clone(),
+        started_unix: now,
+        cluster_exists: prepared.cluster_exists,
+        os_version: prepared.resolved.fcos_release.clone(),
+        k3s_version: prepared.resolved.k3s_version.clone(),
+        state: RolloutState::Running,
+        halt: None,
+        nodes,
+    })
+}
+
+/// Render the journal's commit, serve it, and run the journal to its end or a halt.
+fn drive_journal(
+    state: &Path,
+    journal: Journal,
+    loaded: &Loaded,
+    drive: &Drive<'_>,
+) -> Result<ExitCode> {
+    let index = ArtifactIndex::load(state)?;
+    let resolved = index.resolve_exact(&journal.os_version, &journal.k3s_version)?;
+    let cluster_state = if journal.cluster_exists {
+        ClusterState::Exists
+    } else {
+        ClusterState::New
+    };
+    let rendered = desired::render(loaded, &resolved, cluster_state, None)?;
+    let input = desired::generation_input(loaded, &resolved, &rendered)?;
+    let cluster = &loaded.inventory.cluster;
+    let listen = match drive.boot_listen {
+        Some(a) => a,
+        None => {
+            let url = url::Url::parse(&cluster.boot_url).context("reading boot_server.url")?;
+            let port = url.port_or_known_default().unwrap_or(80);
+            SocketAddr::from(([0, 0, 0, 0], port))
+        }
+    };
+    let boot = BootEdge::start(state, &input, listen)?;
+    let auth = facts_cmd::auth(drive.ssh_key);
+    let targets = facts_cmd::targets(&loaded.inventory, &loaded.secrets, None, &auth, None)?;
+    let drain_limit = cluster.rollout.drain_timeout + Duration::from_secs(60);
+    let live = Live::new(targets, boot, drain_limit.max(Duration::from_secs(120)));
+    let goals: BTreeMap<String, NodeGoal> = loaded
+        .inventory
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let r = rendered.get(&n.name)?;
+            Some((
+                n.name.clone(),
+                NodeGoal {
+                    name: n.name.clone(),
+                    k3s_name: n.short_name().to_string(),
+                    role: n.role,
+                    config_hash: r.config_hash.clone(),
+                    os_version: resolved.fcos_release.clone(),
+                    k3s_version: resolved.k3s_version.clone(),
+                    method: n.reinstall_method,
+                },
+            ))
+        })
+        .collect();
+    let base = slipway_pxe_publisher::BaseUrl::parse(&cluster.boot_url)
+        .map_err(|e| anyhow!("boot_server.url: {e}"))?;
+    let k3s = K3sArtifacts {
+        binary_url: slipway_pxe_publisher::ipxe::artifact_url(&base, &resolved.k3s.binary),
+        binary_sha256: resolved.k3s.binary.sha256.to_hex(),
+        script_url: slipway_pxe_publisher::ipxe::artifact_url(&base, &resolved.k3s.install_script),
+        script_sha256: resolved.k3s.install_script.sha256.to_hex(),
+    };
+    let lines = progress::Lines;
+    let bars;
+    let progress: &dyn progress::Progress = if std::io::stderr().is_terminal() {
+        bars = progress::Bars::new();
+        &bars
+    } else {
+        &lines
+    };
+    let exec = Executor {
+        effects: &live,
+        state,
+        goals,
+        timeouts: Timeouts {
+            drain: cluster.rollout.drain_timeout,
+            install: cluster.rollout.install_timeout,
+            boot: cluster.rollout.boot_timeout,
+            ready: cluster.rollout.ready_timeout,
+        },
+        progress,
+        k3s,
+        kill_at: std::env::var(KILL_AT_ENV).ok(),
+    };
+    let done = exec.run(journal)?;
+    print!("{}", summary(&done));
+    match done.state {
+        RolloutState::Done => {
+            done.archive(state)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Ok(ExitCode::from(1)),
+    }
+}
+
+/// A rollout as people read it: one line per node, then the halt.
+pub fn summary(j: &Journal) -> String {
+    let mut out = format!(
+        "Rollout {} of commit {}: {}\n",
+        j.id,
+        short(&j.commit),
+        match j.state {
+            RolloutState::Running => "running (or interrupted: `slipway rollout resume`)",
+            RolloutState::Halted => "HALTED",
+            RolloutState::Done => "done",
+            RolloutState::Aborted => "aborted",
+        }
+    );
+    for n in &j.nodes {
+        let where_ = match n.current() {
+            None => "done".to_string(),
+            Some(s) if n.error.is_some() => format!("FAILED at {s}"),
+            Some(s) if n.started => format!("at {s}"),
+            Some(s) if n.done == 0 => format!("pending ({s} next)"),
+            Some(s) => format!("{s} next"),
+        };
+        out.push_str(&format!(
+            "  wave {:>2}  {:<12} {:<11} {:>2}/{:<2} {}{}\n",
+            n.wave,
+            n.node,
+            n.action.name(),
+            n.done,
+            n.steps.len(),
+            where_,
+            if n.cordoned { "  (cordoned)" } else { "" }
+        ));
+    }
+    if let Some(h) = &j.halt {
+        out.push_str(&format!(
+            "\n{}: {} failed at step {}: {}\nnext: {}\n",
+            if h.data_loss { "DATA LOSS" } else { "halted" },
+            h.node,
+            h.step,
+            h.message,
+            h.hint
+        ));
+    }
+    out
+}
+
+/// `slipway rollout status`.
+pub fn status(state: &Path, output: Output) -> Result<ExitCode> {
+    let (j, current) = match Journal::load(state)? {
+        Some(j) => (j, true),
+        None => match journal::last_archived(state)? {
+            Some(j) => (j, false),
+            None => {
+                println!("No rollout has run from {}.", state.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+    };
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&j).context("encoding the journal")?
+        ),
+        Output::Text => {
+            if !current {
+                println!("(the last rollout; none is in progress)");
+            }
+            print!("{}", summary(&j));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `slipway rollout resume`.
+pub fn resume(
+    repo: &RepoArgs,
+    state: &Path,
+    drive: &Drive<'_>,
+    acknowledge_data_loss: bool,
+) -> Result<ExitCode> {
+    let _lock = StateLock::acquire(state)?;
+    let Some(mut j) = Journal::load(state)? else {
+        bail!("no rollout to resume in {}", state.display());
+    };
+    if matches!(j.state, RolloutState::Done | RolloutState::Aborted) {
+        bail!("the rollout {} is already {:?}", j.id, j.state);
+    }
+    if let Some(h) = j.halt.clone() {
+        if h.data_loss {
+            if !acknowledge_data_loss {
+                bail!(
+                    "the rollout halted on lost data on {} ({}): resume only with --acknowledge-data-loss once you have dealt with it",
+                    h.node,
+                    h.message
+                );
+            }
+            // The operator took note: the canary check of that node is passed.
+            if let Some(rec) = j.nodes.iter_mut().find(|n| n.node == h.node) {
+                if rec.current() == Some(steps::Step::CheckCanary) {
+                    rec.done += 1;
+                    rec.started = false;
+                    rec.error = None;
+                }
+            }
+        }
+    }
+    println!("Resuming rollout {} of commit {}", j.id, short(&j.commit));
+    let loaded = desired::load_at(&repo.repo, repo.identity.as_deref(), &j.commit)?;
+    j.halt = None;
+    drive_journal(state, j, &loaded, drive)
+}
+
+/// `slipway rollout abort`.
+pub fn abort(state: &Path) -> Result<ExitCode> {
+    let _lock = StateLock::acquire(state)?;
+    let Some(mut j) = Journal::load(state)? else {
+        bail!("no rollout to abort in {}", state.display());
+    };
+    j.state = RolloutState::Aborted;
+    j.save(state)?;
+    print!("{}", summary(&j));
+    let cordoned: Vec<&NodeRecord> = j.nodes.iter().filter(|n| n.cordoned).collect();
+    for n in &cordoned {
+        println!(
+            "{} is still cordoned: run `k3s kubectl uncordon {}` once it is healthy",
+            n.node, n.k3s_name
+        );
+    }
+    j.archive(state)?;
+    Ok(ExitCode::SUCCESS)
+}
