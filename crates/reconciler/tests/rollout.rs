@@ -223,3 +223,158 @@ fn a_node_that_never_returns_halts_the_rollout_and_stays_cordoned() {
         text(&again.stderr)
     );
 }
+
+fn boots(lab: &Lab, node: &str) -> u32 {
+    lab.fleet.node(node).unwrap().state().unwrap().boots
+}
+
+/// Commit a change that only `node` sees (a label value).
+fn relabel(lab: &Lab, node: &str, value: &str) {
+    slipway::lab::edit_yaml(&lab.repo.join(format!("nodes/{node}.yaml")), |n| {
+        n["labels"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("slipway.test/round".into(), value.into());
+        Ok(())
+    })
+    .unwrap();
+    lab.commit(&format!("{node}: round {value}")).unwrap();
+}
+
+#[test]
+fn slipway_killed_at_every_step_resumes_without_a_second_reinstall_or_a_skipped_check() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let (_t, lab) = lab(&LabOptions::default());
+    ok(&reconcile(&lab, &[]));
+    let others = ["lenovo1", "lenovo3", "worker1", "worker2"];
+    let other_boots: Vec<u32> = others.iter().map(|n| boots(&lab, n)).collect();
+    let points = [
+        "preflight",
+        "snapshot",
+        "drain",
+        "write-canary",
+        "netboot",
+        "netboot/sent",
+        "await-boot",
+        "await-ready",
+        "check-canary",
+        "uncordon",
+    ];
+    for (round, point) in points.iter().enumerate() {
+        relabel(&lab, "lenovo2", &round.to_string());
+        let before = installs(&lab, "lenovo2");
+        let killed = reconcile(
+            &lab,
+            &[("SLIPWAY_TEST_KILL_AT", &format!("lenovo2:{point}"))],
+        );
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "killed at {point}: {}{}",
+            text(&killed.stdout),
+            text(&killed.stderr)
+        );
+        let j = Journal::load(&lab.state)
+            .unwrap()
+            .expect("the journal survives");
+        assert_eq!(j.state, RolloutState::Running, "at {point}");
+        let rec = &j.nodes[0];
+        assert_eq!(rec.node, "lenovo2");
+        let at = point.split('/').next().unwrap();
+        assert_eq!(
+            rec.current().map(|s| s.name()),
+            Some(at),
+            "journal at {point}"
+        );
+        assert!(
+            rec.started,
+            "the step was journaled as started before it acted"
+        );
+
+        // A second Slipway refuses a new reconcile while the rollout is unfinished.
+        let refused = reconcile(&lab, &[]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(
+            text(&refused.stderr).contains("rollout resume"),
+            "{}",
+            text(&refused.stderr)
+        );
+
+        let all = ok(&resume(&lab, &[]));
+        assert!(all.contains("done"), "{all}");
+        assert_eq!(
+            installs(&lab, "lenovo2"),
+            before + 1,
+            "exactly one reinstall when killed at {point}"
+        );
+        let done = last_rollout(&lab);
+        let rec = &done.nodes[0];
+        assert!(rec.is_done(), "every step ran, none skipped: {rec:?}");
+        assert_healthy(&lab);
+        let now: Vec<u32> = others.iter().map(|n| boots(&lab, n)).collect();
+        assert_eq!(
+            now, other_boots,
+            "no other node rebooted (quorum kept) at {point}"
+        );
+    }
+}
+
+#[test]
+fn a_second_slipway_on_the_same_state_folder_refuses_to_start() {
+    let t = tempfile::tempdir().unwrap();
+    let _held = slipway::rollout::journal::StateLock::acquire(t.path()).unwrap();
+    let (_r, repo) = example_copy();
+    let mut c = slipway();
+    c.args(["reconcile", "--repo"])
+        .arg(&repo)
+        .arg("--identity")
+        .arg(demo_identity())
+        .arg("--state")
+        .arg(t.path());
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("another Slipway") && e.contains(&format!("pid {}", std::process::id())),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_lost_var_halts_everything_with_a_data_loss_alarm() {
+    let (_t, lab) = lab(&LabOptions::default());
+    ok(&reconcile(&lab, &[]));
+    // worker1 reinstalls; while it is down its data disk dies (the simulator's /var of
+    // worker1 is emptied between the canary write and the check).
+    relabel(&lab, "worker1", "1");
+    relabel(&lab, "worker2", "1");
+    let killed = reconcile(&lab, &[("SLIPWAY_TEST_KILL_AT", "worker1:check-canary")]);
+    assert!(!killed.status.success());
+    let var = lab.fleet.node("worker1").unwrap().var();
+    for e in std::fs::read_dir(&var).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    let out = resume(&lab, &[]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("DATA-LOSS ALARM") && all.contains("worker1"),
+        "{all}"
+    );
+    let j = Journal::load(&lab.state).unwrap().unwrap();
+    assert_eq!(j.state, RolloutState::Halted);
+    assert!(j.halt.as_ref().unwrap().data_loss);
+    // worker2 (the next wave) was not touched.
+    assert_eq!(installs(&lab, "worker2"), 1, "{all}");
+    // Resuming needs the acknowledgement.
+    let refused = resume(&lab, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("--acknowledge-data-loss"));
+    ok(&resume(&lab, &["--acknowledge-data-loss"]));
+    assert_eq!(installs(&lab, "worker2"), 2);
+}
