@@ -168,9 +168,9 @@ fn rpm_ostree(state: &mut SimState, args: &[String]) -> ShimOutput {
                         version: version.to_string(),
                         checksum: crate::state::checksum_for(version),
                     });
-                    ShimOutput::ok(format!(
-                        "Staging deployment... done\nRun \"systemctl reboot\" to start a reboot\n"
-                    ))
+                    ShimOutput::ok(
+                        "Staging deployment... done\nRun \"systemctl reboot\" to start a reboot\n",
+                    )
                 }
                 ([version], []) => ShimOutput::fail(
                     1,

@@ -37,6 +37,9 @@ pub struct LabOptions {
     pub fcos_releases: Vec<String>,
     /// K3s versions to put in the store.
     pub k3s_versions: Vec<String>,
+    /// Nodes that are simulated machines but left out of the repository's first commit
+    /// (their files wait in `<lab>/held-back` for [`Lab::add_back`]).
+    pub held_back: Vec<String>,
 }
 
 impl Default for LabOptions {
@@ -46,6 +49,7 @@ impl Default for LabOptions {
             max_unavailable_agents: 1,
             fcos_releases: vec!["40.20240906.3.0".into()],
             k3s_versions: vec!["v1.30.4+k3s1".into()],
+            held_back: Vec::new(),
         }
     }
 }
@@ -177,6 +181,16 @@ impl Lab {
             boot_listen,
             fleet,
         };
+        for name in &opts.held_back {
+            for rel in held_back_files(name) {
+                let from = lab.repo.join(&rel);
+                let to = lab.dir.join("held-back").join(&rel);
+                std::fs::create_dir_all(to.parent().unwrap_or(&lab.dir))
+                    .with_context(|| format!("creating {}", to.display()))?;
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("holding back {}", from.display()))?;
+            }
+        }
         git_init(&lab.repo)?;
         lab.commit("the cluster, as the lab starts it")?;
         for release in &opts.fcos_releases {
@@ -274,6 +288,25 @@ impl Lab {
         idx.save(&self.state)
     }
 
+    /// Put a held-back node's files into the repository (not committed).
+    pub fn add_back(&self, name: &str) -> Result<()> {
+        for rel in held_back_files(name) {
+            let from = self.dir.join("held-back").join(&rel);
+            std::fs::rename(&from, self.repo.join(&rel))
+                .with_context(|| format!("adding back {}", from.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Take a node's files out of the repository (not committed).
+    pub fn remove_node(&self, name: &str) -> Result<()> {
+        for rel in held_back_files(name) {
+            let p = self.repo.join(&rel);
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        Ok(())
+    }
+
     /// Commit every change of the repository; returns the commit id.
     pub fn commit(&self, message: &str) -> Result<String> {
         let repo = git2::Repository::open(&self.repo)
@@ -330,6 +363,14 @@ pub fn edit_yaml(path: &Path, f: impl FnOnce(&mut serde_yaml::Value) -> Result<(
     .with_context(|| format!("reading {}", path.display()))?;
     f(&mut v)?;
     repo_fs::write_atomic(path, serde_yaml::to_string(&v)?.as_bytes())
+}
+
+/// A node's files in a repository: its node file and its secrets.
+fn held_back_files(name: &str) -> [String; 2] {
+    [
+        format!("nodes/{name}.yaml"),
+        slipway_model::secrets::node_secrets_path(name),
+    ]
 }
 
 fn git_init(dir: &Path) -> Result<()> {

@@ -17,7 +17,9 @@ use slipway_model::secrets::Identities;
 use crate::artifacts::ArtifactIndex;
 use crate::cmdline::{Output, RepoArgs};
 use crate::desired::{self, Loaded};
-use crate::plan::{self, Actual, ActualNode, Desired, DesiredNode, NodeFiles, Policy, RawFiles};
+use crate::plan::{
+    self, Actual, ActualNode, Desired, DesiredNode, KnownNode, NodeFiles, Policy, RawFiles,
+};
 use crate::{facts_cmd, identity, source};
 
 /// Options of `slipway reconcile`.
@@ -173,6 +175,8 @@ pub struct Prepared {
     pub rendered: BTreeMap<String, slipway_ignition_gen::profile::RenderedNode>,
     /// Facts per node (empty offline).
     pub facts: BTreeMap<String, NodeFacts>,
+    /// The nodes K3s lists.
+    pub known: Vec<KnownNode>,
     /// Whether a cluster runs.
     pub cluster_exists: bool,
     /// The plan.
@@ -190,13 +194,16 @@ pub fn prepare(
     let resolved = index.resolve(&loaded.inventory.cluster)?;
     let inv = &loaded.inventory;
 
-    // Actual: facts over SSH (read-only), or nothing known offline.
-    let facts: BTreeMap<String, NodeFacts> = if args.offline {
-        BTreeMap::new()
+    // Actual: facts over SSH (read-only) and K3s's node list, or nothing known offline.
+    let (facts, known): (BTreeMap<String, NodeFacts>, Vec<KnownNode>) = if args.offline {
+        (BTreeMap::new(), Vec::new())
     } else {
         let auth = facts_cmd::auth(args.ssh_key.map(PathBuf::as_path));
         let targets = facts_cmd::targets(inv, &loaded.secrets, None, &auth, None)?;
-        facts_cmd::gather(targets)?.into_iter().collect()
+        let facts: BTreeMap<String, NodeFacts> =
+            facts_cmd::gather(targets.clone())?.into_iter().collect();
+        let known = k3s_known_nodes(inv, &targets, &facts);
+        (facts, known)
     };
     let cluster_exists = inv.servers().any(|s| {
         facts.get(&s.name).is_some_and(|f| {
@@ -271,7 +278,7 @@ pub fn prepare(
     };
     let actual = Actual {
         nodes: actual_nodes,
-        known_nodes: Vec::new(),
+        known_nodes: known.clone(),
         cluster_exists,
     };
     let plan = plan::plan(&desired, &actual);
@@ -280,9 +287,59 @@ pub fn prepare(
         resolved,
         rendered,
         facts,
+        known,
         cluster_exists,
         plan,
     })
+}
+
+/// The nodes K3s lists, asked of the first server whose K3s runs (read-only:
+/// `k3s kubectl get nodes -o json`). Empty when no server answers.
+fn k3s_known_nodes(
+    inv: &slipway_model::inventory::Inventory,
+    targets: &[slipway_node_ssh::NodeTarget],
+    facts: &BTreeMap<String, NodeFacts>,
+) -> Vec<KnownNode> {
+    use slipway_node_ssh::{NodeConn as _, NodeConnector as _};
+    let connector = slipway_node_ssh::Ssh2Connector::default();
+    for server in inv.servers() {
+        let active = facts
+            .get(&server.name)
+            .is_some_and(|f| f.k3s_service.as_ref().is_some_and(|k| k.is_active()));
+        let Some(target) = targets.iter().find(|t| t.name == server.name) else {
+            continue;
+        };
+        if !active {
+            continue;
+        }
+        let Ok(mut conn) = connector.connect(target) else {
+            continue;
+        };
+        let Ok(out) = conn.exec("k3s kubectl get nodes -o json") else {
+            continue;
+        };
+        if !out.success() {
+            continue;
+        }
+        let Ok(nodes) =
+            crate::rollout::steps::parse_kube_nodes(&String::from_utf8_lossy(&out.stdout))
+        else {
+            continue;
+        };
+        return nodes
+            .into_iter()
+            .map(|n| KnownNode {
+                name: n.name,
+                role: Some(if n.server {
+                    slipway_model::inventory::Role::Server
+                } else {
+                    slipway_model::inventory::Role::Agent
+                }),
+                ready: Some(n.ready),
+            })
+            .collect();
+    }
+    Vec::new()
 }
 
 /// Print a plan as `args.output` asks.

@@ -378,3 +378,139 @@ fn a_lost_var_halts_everything_with_a_data_loss_alarm() {
     ok(&resume(&lab, &["--acknowledge-data-loss"]));
     assert_eq!(installs(&lab, "worker2"), 2);
 }
+
+#[test]
+fn a_node_added_is_installed_and_a_node_removed_leaves_the_cluster() {
+    let (_t, lab) = lab(&LabOptions {
+        held_back: vec!["worker2".into()],
+        ..LabOptions::default()
+    });
+    ok(&reconcile(&lab, &[]));
+    assert_eq!(installs(&lab, "worker2"), 0, "not in the inventory yet");
+    assert!(!cluster(&lab).nodes.iter().any(|n| n.name == "worker2"));
+
+    lab.add_back("worker2").unwrap();
+    lab.commit("add worker2").unwrap();
+    let all = ok(&reconcile(&lab, &[]));
+    let j = last_rollout(&lab);
+    assert_eq!(wave_order(&j), vec![vec!["worker2".to_string()]], "{all}");
+    assert_eq!(j.nodes[0].action.name(), "install");
+    assert_eq!(installs(&lab, "worker2"), 1);
+    for n in ["lenovo1", "lenovo2", "lenovo3", "worker1"] {
+        assert_eq!(installs(&lab, n), 1, "{n} untouched");
+    }
+    assert_healthy(&lab);
+
+    lab.remove_node("worker2").unwrap();
+    lab.commit("retire worker2").unwrap();
+    let all = ok(&reconcile(&lab, &[]));
+    let j = last_rollout(&lab);
+    assert_eq!(j.nodes.len(), 1, "{all}");
+    assert_eq!(j.nodes[0].action.name(), "remove");
+    let c = cluster(&lab);
+    assert!(
+        !c.nodes.iter().any(|n| n.name == "worker2"),
+        "worker2's node object is gone"
+    );
+    assert_eq!(c.members.len(), 3);
+}
+
+#[test]
+fn k3s_and_os_upgrades_happen_in_place_servers_first() {
+    let (_t, lab) = lab(&LabOptions {
+        fcos_releases: vec!["40.20240906.3.0".into(), "40.20241019.3.0".into()],
+        k3s_versions: vec!["v1.30.4+k3s1".into(), "v1.30.6+k3s1".into()],
+        ..LabOptions::default()
+    });
+    // Pin the older release to install from nothing.
+    slipway::lab::edit_yaml(&lab.repo.join("cluster.yaml"), |c| {
+        c["fcos"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("release".into(), "40.20240906.3.0".into());
+        Ok(())
+    })
+    .unwrap();
+    lab.commit("pin FCOS").unwrap();
+    ok(&reconcile(&lab, &[]));
+    let marker = lab
+        .fleet
+        .node("worker1")
+        .unwrap()
+        .var()
+        .join("lib/precious.txt");
+    std::fs::write(&marker, "keep\n").unwrap();
+
+    // K3s v1.30.4 → v1.30.6: the binary is replaced and K3s restarted, no reinstall.
+    slipway::lab::edit_yaml(&lab.repo.join("cluster.yaml"), |c| {
+        c["k3s"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("version".into(), "v1.30.6+k3s1".into());
+        Ok(())
+    })
+    .unwrap();
+    lab.commit("k3s v1.30.6").unwrap();
+    let all = ok(&reconcile(&lab, &[]));
+    let j = last_rollout(&lab);
+    assert!(
+        j.nodes.iter().all(|n| n.action.name() == "upgrade-k3s"),
+        "{all}"
+    );
+    let order: Vec<String> = wave_order(&j).concat();
+    assert_eq!(
+        &order[..3],
+        &["lenovo2", "lenovo3", "lenovo1"],
+        "servers first: {order:?}"
+    );
+    for n in SERVERS.iter().chain(&AGENTS) {
+        assert_eq!(
+            installs(&lab, n),
+            1,
+            "{n}: upgraded in place, not reinstalled"
+        );
+        let v = lab.fleet.node(n).unwrap().state().unwrap();
+        assert_eq!(
+            v.k3s.as_ref().map(|k| k.version.as_str()),
+            Some("v1.30.6+k3s1"),
+            "{n}"
+        );
+    }
+    assert_healthy(&lab);
+
+    // FCOS 40.20240906 → 40.20241019: staged with rpm-ostree, rebooted, no reinstall.
+    slipway::lab::edit_yaml(&lab.repo.join("cluster.yaml"), |c| {
+        c["fcos"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("release".into(), "40.20241019.3.0".into());
+        Ok(())
+    })
+    .unwrap();
+    lab.commit("FCOS 40.20241019.3.0").unwrap();
+    let all = ok(&reconcile(&lab, &[]));
+    let j = last_rollout(&lab);
+    assert!(
+        j.nodes.iter().all(|n| n.action.name() == "upgrade-os"),
+        "{all}"
+    );
+    for n in SERVERS.iter().chain(&AGENTS) {
+        assert_eq!(installs(&lab, n), 1, "{n}: upgraded in place");
+        let s = lab.fleet.node(n).unwrap().state().unwrap();
+        assert_eq!(s.os.version, "40.20241019.3.0", "{n}");
+    }
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "keep\n");
+    assert_healthy(&lab);
+    // Nothing left to do.
+    let mut c = slipway();
+    c.args(["reconcile", "--dry-run", "--detailed-exitcode"]);
+    c.args(&lab.args()[..8]);
+    let out = run(c);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -130,7 +130,12 @@ pub fn new_journal(plan: &Plan, prepared: &reconcile_cmd::Prepared, now: u64) ->
                 })?;
             let node = inv.node(name);
             let role = action.role.unwrap_or(Role::Agent);
-            let reachable = prepared.facts.get(name).is_some_and(|f| f.is_reachable());
+            let reachable = prepared.facts.get(name).is_some_and(|f| f.is_reachable())
+                || (node.is_none()
+                    && prepared
+                        .known
+                        .iter()
+                        .any(|k| &k.name == name && k.ready == Some(true)));
             let ctx = StepContext {
                 role,
                 cluster_exists: prepared.cluster_exists,
