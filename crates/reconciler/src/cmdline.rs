@@ -190,6 +190,19 @@ pub enum Command {
         #[arg(long, env = "SLIPWAY_BOOT_LISTEN")]
         boot_listen: Option<std::net::SocketAddr>,
     },
+    /// Install a simulated cluster from nothing on 127.0.0.1, then roll a reinstall through it
+    /// (needs root; cleans up after itself).
+    Demo {
+        /// The cluster repository to simulate.
+        #[arg(long, default_value = "cluster-repo-example")]
+        repo: PathBuf,
+        /// age identity that decrypts its secrets; default: the example's demo key.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// Keep the lab folder afterwards (for a look around).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Inspect, resume or abort the rollout `slipway reconcile` executes.
     Rollout {
         /// Rollout subcommand.

@@ -9,8 +9,8 @@ use clap::Parser;
 
 use slipway::cmdline::{Cli, Command, LogFormat, RolloutCommand, SimCommand};
 use slipway::{
-    boot_cmd, butane_cmd, facts_cmd, mirror_cmd, reconcile_cmd, repo_fs, rollout, secrets_cmd,
-    sim_cmd, validate,
+    boot_cmd, butane_cmd, demo, facts_cmd, mirror_cmd, reconcile_cmd, repo_fs, rollout,
+    secrets_cmd, sim_cmd, validate,
 };
 
 fn main() -> ExitCode {
@@ -81,6 +81,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 )
             }
         }
+        Command::Demo {
+            repo,
+            identity,
+            keep,
+        } => demo::run(repo, identity.as_deref(), *keep),
         Command::Rollout { command } => match command {
             RolloutCommand::Status { state, output } => rollout::status(state, *output),
             RolloutCommand::Resume {

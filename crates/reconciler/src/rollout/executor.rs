@@ -93,6 +93,19 @@ pub struct Executor<'a, E: Effects> {
     pub kill_at: Option<String>,
 }
 
+/// What a reboot step waits for.
+struct RebootGoal<'a> {
+    node: &'a str,
+    limit: Duration,
+    what: &'a str,
+    /// The facts show the goal reached.
+    arrived: &'a dyn Fn(&NodeFacts) -> bool,
+    /// The boot server saw the Ignition fetched (the install is under way).
+    fetched: &'a dyn Fn() -> bool,
+    /// Run before each reboot (BootNext, staging a release).
+    before_reboot: &'a dyn Fn(&NodeFacts) -> StepResult,
+}
+
 /// A failed step.
 #[derive(Debug, Clone)]
 struct StepError {
@@ -369,9 +382,7 @@ impl<E: Effects> Executor<'_, E> {
                             want.as_deref().unwrap_or("(none)"),
                             match got { Some(g) => format!("`{}`", g.trim()), None => "none".into() }
                         ),
-                        hint: format!(
-                            "the rollout is halted and no other node will be touched: find out why /var was wiped (the var partition, wipe_filesystem, coreos.inst.save_partlabel), restore from the etcd snapshot if needed, then `slipway rollout resume --acknowledge-data-loss` (or `slipway rollout abort`)"
-                        ),
+                        hint: "the rollout is halted and no other node will be touched: find out why /var was wiped (the var partition, wipe_filesystem, coreos.inst.save_partlabel), restore from the etcd snapshot if needed, then `slipway rollout resume --acknowledge-data-loss` (or `slipway rollout abort`)".into(),
                         data_loss: true,
                     }),
                 }
@@ -524,18 +535,16 @@ impl<E: Effects> Executor<'_, E> {
 
     /// Reboot until `arrived(facts)`, sending the reboot once per boot: the heart of
     /// `netboot` and `stage-os`, and of their resumption after a crash.
-    fn reboot_until(
-        &self,
-        journal: &Mutex<Journal>,
-        i: usize,
-        goal: &NodeGoal,
-        limit: Duration,
-        what: &str,
-        arrived: &dyn Fn(&NodeFacts) -> bool,
-        fetched: &dyn Fn() -> bool,
-        before_reboot: &dyn Fn(&NodeFacts) -> StepResult,
-    ) -> StepResult {
-        let node = goal.name.clone();
+    fn reboot_until(&self, journal: &Mutex<Journal>, i: usize, r: RebootGoal<'_>) -> StepResult {
+        let RebootGoal {
+            node,
+            limit,
+            what,
+            arrived,
+            fetched,
+            before_reboot,
+        } = r;
+        let node = node.to_string();
         if self.record(journal, i).boot_id_before.is_none() {
             let f = self.effects.facts(&node);
             if let Some(b) = f.boot_id.clone().filter(|_| f.is_reachable()) {
@@ -643,12 +652,13 @@ impl<E: Effects> Executor<'_, E> {
         let r = self.reboot_until(
             journal,
             i,
-            goal,
-            self.timeouts.install,
-            "an install",
-            &|f: &NodeFacts| f.applied.as_ref().is_some_and(|a| a.config_hash == hash),
-            &|| self.effects.ignition_fetched(&node),
-            &|f: &NodeFacts| {
+            RebootGoal {
+                node: &goal.name,
+                limit: self.timeouts.install,
+                what: "an install",
+                arrived: &|f: &NodeFacts| f.applied.as_ref().is_some_and(|a| a.config_hash == hash),
+                fetched: &|| self.effects.ignition_fetched(&node),
+                before_reboot: &|f: &NodeFacts| {
                 if method == ReinstallMethod::PxeBootnext {
                     let entry = f
                         .boot_entries
@@ -669,6 +679,7 @@ impl<E: Effects> Executor<'_, E> {
                 }
                 Ok(())
             },
+            },
         );
         self.effects.disarm(&goal.name);
         r
@@ -683,21 +694,24 @@ impl<E: Effects> Executor<'_, E> {
         };
         let os = goal.os_version.clone();
         let node = goal.name.clone();
+        let what = format!("booting FCOS {os}");
         self.reboot_until(
             journal,
             i,
-            goal,
-            self.timeouts.install,
-            &format!("booting FCOS {os}"),
-            &|f: &NodeFacts| booted_os(f) == Some(os.as_str()),
-            &|| false,
-            &|_f: &NodeFacts| {
-                self.run_ok(
-                    &node,
-                    &format!("rpm-ostree deploy --bypass-driver {os}"),
-                    "staging the release",
-                    "check `rpm-ostree status` and that the node's update source has the release, then `slipway rollout resume`",
-                )
+            RebootGoal {
+                node: &goal.name,
+                limit: self.timeouts.install,
+                what: &what,
+                arrived: &|f: &NodeFacts| booted_os(f) == Some(os.as_str()),
+                fetched: &|| false,
+                before_reboot: &|_f: &NodeFacts| {
+                    self.run_ok(
+                        &node,
+                        &format!("rpm-ostree deploy --bypass-driver {os}"),
+                        "staging the release",
+                        "check `rpm-ostree status` and that the node's update source has the release, then `slipway rollout resume`",
+                    )
+                },
             },
         )
     }
