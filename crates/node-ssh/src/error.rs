@@ -102,6 +102,37 @@ pub enum SshError {
         /// What went wrong.
         message: String,
     },
+    /// The connection type does not implement this operation (e.g. a test stub).
+    #[error("{operation} is not supported by this connection")]
+    Unsupported {
+        /// The operation asked for (`mkdir`, `rename`, ...).
+        operation: &'static str,
+    },
+    /// A remote path or name given to a tree upload is not a plain, safe path
+    /// (empty, absolute where it must be relative, `..`, `.`, NUL, ...).
+    #[error("unsafe remote path {path:?}: {reason}")]
+    UnsafeRemotePath {
+        /// The path as given.
+        path: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An atomic tree replacement failed after it started changing the remote.
+    /// `restored` says whether the previously published tree is back under its
+    /// public name.
+    #[error("{node}: replacing {path} failed ({step}): {message}{}", if *restored { " — the previous tree is still published" } else { " — the previous tree may be left at the backup name" })]
+    SwapFailed {
+        /// Node name.
+        node: String,
+        /// The public path being replaced.
+        path: String,
+        /// Which step failed (`moving the old tree aside`, `moving the new tree into place`).
+        step: &'static str,
+        /// What went wrong.
+        message: String,
+        /// Whether the previous tree is back under its public name.
+        restored: bool,
+    },
     /// The blocking worker running this node's session died unexpectedly.
     #[error("{node}: worker failed: {message}")]
     Worker {

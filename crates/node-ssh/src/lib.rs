@@ -13,7 +13,11 @@
 //! - fanning out over a fleet with bounded concurrency ([`gather_fleet`]),
 //!   where an unreachable node is a fact (`Unreachable { reason }`), not a
 //!   failure of the whole call;
-//! - small SFTP reads and writes for the reconciler.
+//! - small SFTP reads and writes for the reconciler, and the file-system
+//!   operations ([`NodeConn::make_dirs`], [`NodeConn::rename`],
+//!   [`NodeConn::remove_all`], [`NodeConn::list_dir`], ...) behind
+//!   [`replace_tree`]: publishing a whole folder (e.g. a boot site on a
+//!   router's web root) so that its public name always holds a complete tree.
 //!
 //! What it deliberately does not do: decide anything. It does not plan,
 //! reboot, install or retry; it has no idea what the desired state is. It
@@ -27,6 +31,7 @@
 mod error;
 mod fleet;
 mod gather;
+mod remote;
 mod session;
 mod target;
 
@@ -37,6 +42,7 @@ pub use gather::{
     parse_efibootmgr, parse_is_active, parse_k3s_version, parse_rpm_ostree_status, parse_uptime,
     split_sections, FactCommand, FactKey, FactSource, Section, SectionStatus, FACT_COMMANDS,
 };
+pub use remote::{replace_tree, RemoteEntry, RemoteFile, RemoteKind, ReplaceReport};
 pub use session::{
     CommandOutput, ConnectOptions, NodeConn, NodeConnector, Ssh2Conn, Ssh2Connector,
     HOST_KEY_PREFERENCE, KEX_PREFERENCE,

@@ -1,12 +1,13 @@
 //! The SSH edge: the [`NodeConnector`]/[`NodeConn`] traits and their libssh2 implementation.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 use ssh2::{ErrorCode, KnownHostFileKind, MethodType, Session};
 
+use crate::remote::{RemoteEntry, RemoteKind};
 use crate::target::{fingerprint_of_blob, public_blob, Auth, HostKeyPin, NodeTarget};
 use crate::SshError;
 
@@ -56,8 +57,73 @@ pub trait NodeConn: Send {
     fn exec(&mut self, command: &str) -> Result<CommandOutput, SshError>;
     /// Read a small remote file.
     fn read_file(&mut self, path: &str) -> Result<Vec<u8>, SshError>;
-    /// Create or replace a small remote file with the given permission bits.
+    /// Create or replace a small remote file with exactly the given
+    /// permission bits.
     fn write_file(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), SshError>;
+
+    // The file-system operations below have default implementations that
+    // refuse with [`SshError::Unsupported`], so test stubs that only read
+    // facts need not implement them.
+
+    /// Create or replace a remote file from a reader (large files are
+    /// streamed, never held in memory), with exactly the given permission
+    /// bits. Returns the number of bytes written.
+    fn upload(&mut self, path: &str, contents: &mut dyn Read, mode: u32) -> Result<u64, SshError> {
+        let _ = (path, contents, mode);
+        Err(SshError::Unsupported {
+            operation: "upload",
+        })
+    }
+
+    /// Create a directory and every missing parent (`mkdir -p`), each new
+    /// one with `mode`. An existing directory is not an error; an existing
+    /// non-directory is.
+    fn make_dirs(&mut self, path: &str, mode: u32) -> Result<(), SshError> {
+        let _ = (path, mode);
+        Err(SshError::Unsupported { operation: "mkdir" })
+    }
+
+    /// Rename `from` to `to`. Over SFTP version 3 (OpenSSH's server) this
+    /// **fails when `to` exists**, file or directory: it never replaces.
+    /// [`crate::replace_tree`] builds an atomic swap on top of it.
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), SshError> {
+        let _ = (from, to);
+        Err(SshError::Unsupported {
+            operation: "rename",
+        })
+    }
+
+    /// Remove `path` and everything below it. Symbolic links are removed,
+    /// never followed. A missing `path` is not an error.
+    fn remove_all(&mut self, path: &str) -> Result<(), SshError> {
+        let _ = path;
+        Err(SshError::Unsupported {
+            operation: "remove",
+        })
+    }
+
+    /// The entries of a directory, without `.` and `..`, sorted by name.
+    /// Symbolic links are reported as links, not followed.
+    fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>, SshError> {
+        let _ = path;
+        Err(SshError::Unsupported { operation: "list" })
+    }
+
+    /// What is at `path`, without following a final symbolic link; `None`
+    /// when nothing is there.
+    fn metadata(&mut self, path: &str) -> Result<Option<RemoteEntry>, SshError> {
+        let _ = path;
+        Err(SshError::Unsupported { operation: "stat" })
+    }
+
+    /// Create a symbolic link at `link` whose content is `target` (may be
+    /// relative to the link's folder).
+    fn symlink(&mut self, target: &str, link: &str) -> Result<(), SshError> {
+        let _ = (target, link);
+        Err(SshError::Unsupported {
+            operation: "symlink",
+        })
+    }
 }
 
 /// Time limits and other knobs for [`Ssh2Connector`].
@@ -104,6 +170,8 @@ pub struct Ssh2Conn {
     node: String,
     session: Session,
     max_output_bytes: usize,
+    /// The SFTP channel, opened on first use and kept for the session.
+    sftp: Option<ssh2::Sftp>,
 }
 
 impl std::fmt::Debug for Ssh2Conn {
@@ -204,6 +272,7 @@ impl NodeConnector for Ssh2Connector {
             node,
             session,
             max_output_bytes: self.options.max_output_bytes,
+            sftp: None,
         })
     }
 }
@@ -377,6 +446,21 @@ impl Ssh2Conn {
         }
     }
 
+    /// The session's SFTP channel, opened on first use.
+    fn sftp(&mut self, operation: &'static str, path: &str) -> Result<&ssh2::Sftp, SshError> {
+        if self.sftp.is_none() {
+            let sftp = self
+                .session
+                .sftp()
+                .map_err(|e| self.sftp_err(operation, path, e))?;
+            self.sftp = Some(sftp);
+        }
+        match &self.sftp {
+            Some(sftp) => Ok(sftp),
+            None => Err(self.sftp_err(operation, path, "no SFTP channel")),
+        }
+    }
+
     fn sftp_err(&self, operation: &'static str, path: &str, e: impl std::fmt::Display) -> SshError {
         SshError::Sftp {
             node: self.node.clone(),
@@ -429,35 +513,176 @@ impl NodeConn for Ssh2Conn {
     }
 
     fn read_file(&mut self, path: &str) -> Result<Vec<u8>, SshError> {
-        let sftp = self
-            .session
-            .sftp()
-            .map_err(|e| self.sftp_err("read", path, e))?;
-        let file = sftp
+        let limit = self.max_output_bytes;
+        let file = self
+            .sftp("read", path)?
             .open(Path::new(path))
             .map_err(|e| self.sftp_err("read", path, e))?;
-        read_limited(file, self.max_output_bytes)
+        read_limited(file, limit)
             .map_err(|e| self.sftp_err("read", path, e))?
             .ok_or_else(|| self.sftp_err("read", path, "file larger than the output limit"))
     }
 
     fn write_file(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
-        let sftp = self
-            .session
-            .sftp()
-            .map_err(|e| self.sftp_err("write", path, e))?;
-        let mut file = sftp
+        self.upload(path, &mut &contents[..], mode).map(|_| ())
+    }
+
+    fn upload(&mut self, path: &str, contents: &mut dyn Read, mode: u32) -> Result<u64, SshError> {
+        let perm = mode & 0o7777;
+        let mut file = self
+            .sftp("write", path)?
             .open_mode(
                 Path::new(path),
                 ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
-                i32::try_from(mode & 0o7777).unwrap_or(0o600),
+                // Created with at most these bits (the server's umask may
+                // drop some); set exactly below.
+                i32::try_from(perm).unwrap_or(0o600),
                 ssh2::OpenType::File,
             )
             .map_err(|e| self.sftp_err("write", path, e))?;
-        file.write_all(contents)
-            .map_err(|e| self.sftp_err("write", path, e))?;
+        // Exact bits, also when the file existed with other ones, before any
+        // byte is written.
+        file.setstat(perm_stat(perm))
+            .map_err(|e| self.sftp_err("chmod", path, e))?;
+        let written =
+            std::io::copy(contents, &mut file).map_err(|e| self.sftp_err("write", path, e))?;
         file.close().map_err(|e| self.sftp_err("write", path, e))?;
+        Ok(written)
+    }
+
+    fn make_dirs(&mut self, path: &str, mode: u32) -> Result<(), SshError> {
+        let mut prefix = String::new();
+        if path.starts_with('/') {
+            prefix.push('/');
+        }
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            match self.metadata(&prefix)? {
+                Some(e) if e.kind == RemoteKind::Dir => continue,
+                Some(_) => {
+                    return Err(self.sftp_err("mkdir", &prefix, "exists and is not a directory"))
+                }
+                None => {}
+            }
+            let made = self.sftp("mkdir", &prefix)?.mkdir(
+                Path::new(&prefix),
+                i32::try_from(mode & 0o7777).unwrap_or(0o755),
+            );
+            if let Err(e) = made {
+                // Lost a race with another writer: fine if it is a directory now.
+                if !matches!(self.metadata(&prefix)?, Some(e) if e.kind == RemoteKind::Dir) {
+                    return Err(self.sftp_err("mkdir", &prefix, e));
+                }
+            }
+        }
         Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), SshError> {
+        // No flags: SFTP v3 servers ignore them anyway, and none of them
+        // replace an existing target.
+        self.sftp("rename", from)?
+            .rename(
+                Path::new(from),
+                Path::new(to),
+                Some(ssh2::RenameFlags::empty()),
+            )
+            .map_err(|e| self.sftp_err("rename", &format!("{from} -> {to}"), e))
+    }
+
+    fn remove_all(&mut self, path: &str) -> Result<(), SshError> {
+        let Some(entry) = self.metadata(path)? else {
+            return Ok(());
+        };
+        if entry.kind == RemoteKind::Dir {
+            for child in self.list_dir(path)? {
+                self.remove_all(&join(path, &child.name))?;
+            }
+            self.sftp("rmdir", path)?
+                .rmdir(Path::new(path))
+                .map_err(|e| self.sftp_err("rmdir", path, e))
+        } else {
+            self.sftp("unlink", path)?
+                .unlink(Path::new(path))
+                .map_err(|e| self.sftp_err("unlink", path, e))
+        }
+    }
+
+    fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>, SshError> {
+        let raw = self
+            .sftp("list", path)?
+            .readdir(Path::new(path))
+            .map_err(|e| self.sftp_err("list", path, e))?;
+        let mut entries: Vec<RemoteEntry> = raw
+            .into_iter()
+            .filter_map(|(p, stat)| {
+                let name = p.file_name()?.to_str()?.to_string();
+                Some(entry_of(name, &stat))
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    fn metadata(&mut self, path: &str) -> Result<Option<RemoteEntry>, SshError> {
+        match self.sftp("stat", path)?.lstat(Path::new(path)) {
+            Ok(stat) => {
+                let name = path.rsplit('/').next().unwrap_or(path).to_string();
+                Ok(Some(entry_of(name, &stat)))
+            }
+            Err(e) if e.code() == ErrorCode::SFTP(LIBSSH2_FX_NO_SUCH_FILE) => Ok(None),
+            Err(e) => Err(self.sftp_err("stat", path, e)),
+        }
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> Result<(), SshError> {
+        // OpenSSH's sftp-server takes SSH_FXP_SYMLINK's two paths in the
+        // reverse order of the draft; libssh2 sends (first, second) as
+        // given, so the target goes first for OpenSSH.
+        self.sftp("symlink", link)?
+            .symlink(Path::new(target), Path::new(link))
+            .map_err(|e| self.sftp_err("symlink", &format!("{link} -> {target}"), e))
+    }
+}
+
+/// SFTP status `SSH_FX_NO_SUCH_FILE`.
+const LIBSSH2_FX_NO_SUCH_FILE: i32 = 2;
+
+fn perm_stat(perm: u32) -> ssh2::FileStat {
+    ssh2::FileStat {
+        size: None,
+        uid: None,
+        gid: None,
+        perm: Some(perm),
+        atime: None,
+        mtime: None,
+    }
+}
+
+fn entry_of(name: String, stat: &ssh2::FileStat) -> RemoteEntry {
+    let kind = match stat.file_type() {
+        ssh2::FileType::Directory => RemoteKind::Dir,
+        ssh2::FileType::RegularFile => RemoteKind::File,
+        ssh2::FileType::Symlink => RemoteKind::Symlink,
+        _ => RemoteKind::Other,
+    };
+    RemoteEntry {
+        name,
+        kind,
+        mode: stat.perm.unwrap_or(0) & 0o7777,
+        size: stat.size.unwrap_or(0),
+    }
+}
+
+/// `dir/name` without doubling a trailing `/`.
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
     }
 }
 

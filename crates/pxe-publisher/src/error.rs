@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::types::Sha256Digest;
+
 /// Everything that can go wrong while publishing generations, serving boot
 /// state or mirroring artifacts.
 ///
@@ -64,6 +66,15 @@ pub enum PublishError {
     /// The node is not part of the generation being served.
     #[error("node {0} is not in the active generation")]
     UnknownNode(String),
+    /// Ignition bytes handed in for a node differ from the digest its
+    /// generation recorded (stale or mixed-up input).
+    #[error("the Ignition given for node {node} is not the one its generation was rendered with (sha256 {expected})")]
+    IgnitionMismatch {
+        /// Node name.
+        node: String,
+        /// The digest the generation recorded.
+        expected: Sha256Digest,
+    },
     /// No generation has been published or activated yet.
     #[error("no generation is active")]
     NoActiveGeneration,

@@ -60,6 +60,18 @@ pub fn artifact_url(base: &BaseUrl, artifact: &crate::types::ArtifactRef) -> Str
 /// The kernel command line of the FCOS live installer, with `token` in the
 /// Ignition URL. Argument order is fixed, so the line is reproducible.
 pub fn install_kernel_args(p: &InstallParams<'_>, token: &str) -> Result<Vec<String>> {
+    let ignition_url = p
+        .base
+        .join(&format!("/ignition/{}?token={}", p.node, token));
+    install_kernel_args_with_ignition_url(p, &ignition_url)
+}
+
+/// The kernel command line of the FCOS live installer, fetching its
+/// Ignition from `ignition_url` (e.g. a static file on a remote web root).
+pub fn install_kernel_args_with_ignition_url(
+    p: &InstallParams<'_>,
+    ignition_url: &str,
+) -> Result<Vec<String>> {
     check_text(
         &format!("install device of node {}", p.node),
         p.install_device,
@@ -74,11 +86,7 @@ pub fn install_kernel_args(p: &InstallParams<'_>, token: &str) -> Result<Vec<Str
         "ignition.platform.id=metal".to_string(),
         format!("coreos.inst.install_dev={}", p.install_device),
         format!("coreos.inst.image_url={}", artifact_url(p.base, &a.metal)),
-        format!(
-            "coreos.inst.ignition_url={}",
-            p.base
-                .join(&format!("/ignition/{}?token={}", p.node, token))
-        ),
+        format!("coreos.inst.ignition_url={ignition_url}"),
         format!("coreos.live.rootfs_url={}", artifact_url(p.base, &a.rootfs)),
         "coreos.inst.save_partlabel=var".to_string(),
     ];
@@ -102,7 +110,19 @@ pub fn install_kernel_args(p: &InstallParams<'_>, token: &str) -> Result<Vec<Str
 
 /// The install script with [`TOKEN_PLACEHOLDER`] where the token goes.
 pub fn install_script_template(p: &InstallParams<'_>) -> Result<String> {
-    let args = install_kernel_args(p, TOKEN_PLACEHOLDER)?;
+    install_script_from_args(p, &install_kernel_args(p, TOKEN_PLACEHOLDER)?)
+}
+
+/// An install script fetching its Ignition from `ignition_url` (no token).
+pub fn install_script_with_ignition_url(
+    p: &InstallParams<'_>,
+    ignition_url: &str,
+) -> Result<String> {
+    check_text(&format!("Ignition URL of node {}", p.node), ignition_url)?;
+    install_script_from_args(p, &install_kernel_args_with_ignition_url(p, ignition_url)?)
+}
+
+fn install_script_from_args(p: &InstallParams<'_>, args: &[String]) -> Result<String> {
     let a = p.artifacts;
     Ok(format!(
         "{MAGIC}\necho slipway: installing Fedora CoreOS on {node}\nkernel {kernel} {args}\ninitrd {initrd}\nboot\n",

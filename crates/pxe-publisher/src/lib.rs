@@ -33,7 +33,10 @@
 //!   install line carries `coreos.inst.insecure` and
 //!   [`ArtifactSet::metal_image_insecure`] says so.
 //! * It does not upload generations anywhere: [`Publisher::generation_dir`]
-//!   and [`Generation::files`] let the caller export them.
+//!   and [`Generation::files`] let the caller export them, and
+//!   [`static_site`] lays a generation out for a plain remote web server
+//!   (the reconciler uploads it over SFTP); Ignition is part of that site
+//!   only when the caller hands it in explicitly.
 //!
 //! Pure parts (script rendering in [`ipxe`], [`generation::render_generation`],
 //! token bookkeeping, stream parsing in [`mirror::parse_stream`]) do no I/O.
@@ -56,6 +59,7 @@ pub mod generation;
 pub mod ipxe;
 pub mod mirror;
 mod server;
+pub mod site;
 mod types;
 
 #[cfg(test)]
@@ -68,6 +72,7 @@ pub use boot::{
 pub use error::{PublishError, Result};
 pub use generation::{Generation, GenerationId, Manifest, ManifestNode, Publisher};
 pub use server::{serve, ServerState, MAX_URI_LEN};
+pub use site::{static_site, SiteFile};
 pub use types::{
     is_safe_artifact_name, ArtifactRef, ArtifactSet, BaseUrl, GenerationInput, MacAddr, NodeInput,
     NodeRole, SecretIgnition, Sha256Digest, UnknownMacPolicy,

@@ -404,8 +404,14 @@ async fn ignition(
         .into_response()
 }
 
-/// Read size when streaming artifacts.
+/// Read size of range, HEAD and conditional artifact requests (ServeFile).
 const ARTIFACT_CHUNK: usize = 4 << 20;
+
+/// Read size of whole-file artifact downloads (the fast path).
+const FAST_CHUNK: usize = 1 << 20;
+
+/// Chunks read ahead of the socket in the fast path.
+const FAST_READ_AHEAD: usize = 2;
 
 async fn artifact(
     State(state): State<ServerState>,
@@ -424,6 +430,22 @@ async fn artifact(
     } else {
         format!("\"{digest}\"")
     };
+    let mut resp =
+        if req.method() == axum::http::Method::GET && !req.headers().contains_key(header::RANGE) {
+            whole_file(path, req).await
+        } else {
+            serve_file(path, req).await
+        };
+    if resp.status().is_success() {
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+    }
+    resp
+}
+
+/// Range, HEAD and everything else: tower-http's ServeFile.
+async fn serve_file(path: PathBuf, req: Request) -> Response {
     // 4 MiB reads: multi-GB images stream with a fraction of the per-chunk overhead of the
     // 64 KiB default (measured in benches/serve.rs against nginx's sendfile).
     match tower_http::services::ServeFile::new(path)
@@ -431,15 +453,202 @@ async fn artifact(
         .oneshot(req)
         .await
     {
-        Ok(resp) => {
-            let mut resp = resp.map(Body::new);
-            if resp.status().is_success() {
-                if let Ok(v) = HeaderValue::from_str(&etag) {
-                    resp.headers_mut().insert(header::ETAG, v);
-                }
-            }
-            resp
-        }
+        Ok(resp) => resp.map(Body::new),
         Err(never) => match never {},
+    }
+}
+
+/// A whole-file GET. Status and headers are exactly ServeFile's answer to the
+/// same request as HEAD (conditional requests, content type, length, dates);
+/// only the body differs: a blocking thread reads the file straight into a
+/// few reused buffers and hands them to the socket without another copy
+/// (tokio's file reads go through an internal buffer and are copied again).
+async fn whole_file(path: PathBuf, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    parts.method = axum::http::Method::HEAD;
+    let head = serve_file(path.clone(), Request::from_parts(parts, body)).await;
+    if head.status() != StatusCode::OK {
+        return head;
+    }
+    let Some(len) = head
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return head;
+    };
+    let file = match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
+        Ok(Ok(f)) => f,
+        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    };
+    let (parts, _) = head.into_parts();
+    Response::from_parts(parts, file_body(file, len))
+}
+
+/// Streams `len` bytes of `file` from a blocking thread through a bounded
+/// channel, in buffers that return to a small pool when the socket is done
+/// with them. A file shorter than `len` ends the body with an error (the
+/// connection is closed rather than sending a short body).
+fn file_body(file: std::fs::File, len: u64) -> Body {
+    use std::os::unix::fs::FileExt as _;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(FAST_READ_AHEAD);
+    let pool = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    tokio::task::spawn_blocking(move || {
+        let mut offset = 0u64;
+        while offset < len {
+            let want = usize::try_from(len - offset).map_or(FAST_CHUNK, |l| l.min(FAST_CHUNK));
+            let mut buf = lock(&pool).pop().unwrap_or_default();
+            buf.resize(want, 0);
+            let mut filled = 0;
+            let result = loop {
+                if filled == want {
+                    break Ok(());
+                }
+                match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                    Ok(0) => {
+                        break Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "artifact shorter than its length",
+                        ))
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let item = result.map(|()| {
+                bytes::Bytes::from_owner(PooledBuf {
+                    buf,
+                    pool: Arc::clone(&pool),
+                })
+            });
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // client gone, or error sent
+            }
+            offset += want as u64;
+        }
+    });
+    Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+/// A read buffer that goes back to its pool when the socket has sent it.
+struct PooledBuf {
+    buf: Vec<u8>,
+    pool: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut pool = lock(&self.pool);
+        if pool.len() < FAST_READ_AHEAD + 2 {
+            pool.push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn call(state: &ServerState, req: axum::http::Request<Body>) -> (Response, Vec<u8>) {
+        let resp = state.router().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await;
+        (
+            Response::from_parts(parts, Body::empty()),
+            bytes.unwrap().to_vec(),
+        )
+    }
+
+    fn req(method: &str, uri: &str, header: Option<(&str, &str)>) -> axum::http::Request<Body> {
+        let mut b = axum::http::Request::builder().method(method).uri(uri);
+        if let Some((k, v)) = header {
+            b = b.header(k, v);
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_file_downloads_match_the_file_and_head_headers_across_chunks() {
+        let store = tempfile::tempdir().unwrap();
+        // Several chunks, not a multiple of the chunk size, every byte distinct by position.
+        let data: Vec<u8> = (0..(3 * FAST_CHUNK + 12345) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let digest = Sha256Digest::of(&data);
+        std::fs::create_dir_all(store.path().join(digest.to_hex())).unwrap();
+        std::fs::write(
+            store.path().join(digest.to_hex()).join("metal.raw.xz"),
+            &data,
+        )
+        .unwrap();
+        let state = ServerState::new(store.path());
+        let uri = format!("/artifacts/{digest}/metal.raw.xz");
+
+        let (got, body) = call(&state, req("GET", &uri, None)).await;
+        assert_eq!(got.status(), StatusCode::OK);
+        assert_eq!(body.len(), data.len());
+        assert!(body == data, "body differs from the file");
+        let (head, head_body) = call(&state, req("HEAD", &uri, None)).await;
+        assert!(head_body.is_empty());
+        for h in [
+            header::CONTENT_LENGTH,
+            header::CONTENT_TYPE,
+            header::LAST_MODIFIED,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+        ] {
+            assert!(got.headers().get(&h).is_some(), "{h}");
+            assert_eq!(got.headers().get(&h), head.headers().get(&h), "{h}");
+        }
+        assert_eq!(got.headers()[header::ETAG], format!("\"{digest}\""));
+
+        // Conditional and range requests keep ServeFile's answers.
+        let since = got.headers()[header::LAST_MODIFIED]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let (nm, nm_body) = call(
+            &state,
+            req("GET", &uri, Some(("if-modified-since", &since))),
+        )
+        .await;
+        assert_eq!(nm.status(), StatusCode::NOT_MODIFIED);
+        assert!(nm_body.is_empty());
+        let (part, part_body) = call(&state, req("GET", &uri, Some(("range", "bytes=5-9")))).await;
+        assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(part_body, &data[5..10]);
+        // A missing artifact is still 404.
+        let (missing, _) = call(
+            &state,
+            req("GET", &format!("/artifacts/{}/x", "0".repeat(64)), None),
+        )
+        .await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_shorter_than_announced_ends_the_body_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; FAST_CHUNK + 10]).unwrap();
+        let body = file_body(std::fs::File::open(&path).unwrap(), 2 * FAST_CHUNK as u64);
+        assert!(axum::body::to_bytes(body, usize::MAX).await.is_err());
+        let body = file_body(std::fs::File::open(&path).unwrap(), FAST_CHUNK as u64 + 10);
+        assert_eq!(
+            axum::body::to_bytes(body, usize::MAX).await.unwrap().len(),
+            FAST_CHUNK + 10
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod lab;
 pub mod mirror_cmd;
 pub mod plan;
 pub mod reconcile_cmd;
+pub mod remote_publish;
 pub mod repo_fs;
 pub mod rollout;
 pub mod secrets_cmd;
