@@ -44,6 +44,21 @@ pub struct ArtifactIndex {
     pub fcos: BTreeMap<String, FcosEntry>,
     /// By K3s version.
     pub k3s: BTreeMap<String, K3sEntry>,
+    /// Releases a rollout failed with: never chosen again by following a stream or a
+    /// channel (a pin still names them), so a bad release is not re-applied in a loop.
+    #[serde(default)]
+    pub failed: FailedReleases,
+}
+
+/// Releases that failed on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedReleases {
+    /// FCOS releases.
+    #[serde(default)]
+    pub fcos: std::collections::BTreeSet<String>,
+    /// K3s versions.
+    #[serde(default)]
+    pub k3s: std::collections::BTreeSet<String>,
 }
 
 /// The concrete artifacts a cluster resolves to.
@@ -145,6 +160,7 @@ impl ArtifactIndex {
                 let cap = cluster.fcos.no_newer_than.as_deref().map(version_key);
                 self.fcos
                     .keys()
+                    .filter(|r| !self.failed.fcos.contains(*r))
                     .filter(|r| cap.as_ref().is_none_or(|c| version_key(r) <= *c))
                     .max_by_key(|r| version_key(r))
                     .cloned()
@@ -161,6 +177,7 @@ impl ArtifactIndex {
             K3sRelease::Channel(c) => self
                 .k3s
                 .keys()
+                .filter(|v| !self.failed.k3s.contains(*v))
                 .max_by_key(|v| version_key(v))
                 .cloned()
                 .with_context(|| format!("no K3s version of channel {c} is in the artifact store: run `slipway mirror`"))?,

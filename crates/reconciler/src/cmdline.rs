@@ -189,6 +189,29 @@ pub enum Command {
         /// on boot_server.url's port.
         #[arg(long, env = "SLIPWAY_BOOT_LISTEN")]
         boot_listen: Option<std::net::SocketAddr>,
+        /// Start disruptive work (reinstall, upgrade, remove) outside the maintenance
+        /// windows too.
+        #[arg(long)]
+        now: bool,
+    },
+    /// The unattended daemon: watch the repository, serve the boot artifacts, reconcile
+    /// inside maintenance windows, follow FCOS/K3s releases, FleetLock, metrics.
+    Serve {
+        /// The configuration file (see deploy/slipway.toml).
+        #[arg(long, default_value = "/etc/slipway/slipway.toml")]
+        config: PathBuf,
+    },
+    /// Stop applying changes (plans are still made and exported); `slipway resume` undoes it.
+    Suspend {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
+    },
+    /// Apply changes again after `slipway suspend`.
+    Resume {
+        /// Slipway's state folder.
+        #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
+        state: PathBuf,
     },
     /// Install a simulated cluster from nothing on 127.0.0.1, then roll a reinstall through it
     /// (needs root; cleans up after itself).

@@ -3,6 +3,8 @@
 //! server), a client key, and a state folder with stand-in FCOS and K3s artifacts the
 //! simulator installs. `slipway demo` runs in one, and so do the end-to-end tests.
 //!
+//! The lab's cluster.yaml points `boot_server.url` at a free loopback port, has short
+//! rollout timeouts and no maintenance windows (tests that need windows write them).
 //! Every node starts as a machine with some older OS and no K3s, reachable over SSH: the
 //! first rollout installs the cluster from nothing. Host keys are throwaway keys (the repo
 //! copy carries them, encrypted to the repository's recipients). Nothing here dials
@@ -170,6 +172,8 @@ impl Lab {
                 opts.max_unavailable_agents, t[0], t[1], t[2], t[3]
             ))?;
             m.insert("rollout".into(), rollout);
+            // Any time is maintenance time in a lab (tests that want windows add them).
+            m.remove("maintenance_windows");
             Ok(())
         })?;
         let lab = Lab {

@@ -54,6 +54,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             watch,
             allowed_signers,
             boot_listen,
+            now,
         } => {
             let args = reconcile_cmd::ReconcileArgs {
                 repo,
@@ -72,15 +73,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 if *offline {
                     anyhow::bail!("--offline only plans: add --dry-run");
                 }
+                if *now && slipway::serve::daemon::request_now(state)? {
+                    return Ok(ExitCode::SUCCESS);
+                }
                 rollout::execute(
                     &args,
                     &rollout::Drive {
                         ssh_key: ssh_key.as_deref(),
                         boot_listen: *boot_listen,
+                        now: *now,
                     },
                 )
             }
         }
+        Command::Serve { config } => slipway::serve::daemon::run(config),
+        Command::Suspend { state } => slipway::serve::daemon::set_suspended(state, true),
+        Command::Resume { state } => slipway::serve::daemon::set_suspended(state, false),
         Command::Demo {
             repo,
             identity,
@@ -100,6 +108,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 &rollout::Drive {
                     ssh_key: ssh_key.as_deref(),
                     boot_listen: *boot_listen,
+                    now: true,
                 },
                 *acknowledge_data_loss,
             ),

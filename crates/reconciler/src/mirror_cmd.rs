@@ -281,6 +281,40 @@ impl Progress for TermProgress {
     }
 }
 
+/// Mirror the FCOS release cluster.yaml's stream currently names into the store (the
+/// daemon's scheduled upgrades): downloaded and verified before the index records it, so a
+/// release is only ever rolled out once all its files are here. Returns the release.
+pub fn mirror_stream_release(cluster: &Cluster, state: &Path) -> Result<String> {
+    let stream_url = cluster
+        .fcos
+        .stream_url
+        .clone()
+        .unwrap_or_else(|| official_stream_url(cluster.fcos.stream));
+    let mirror = Mirror::new(artifacts::store_dir(state), MirrorConfig::default())
+        .map_err(|e| anyhow!("setting up downloads: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let fcos = rt
+        .block_on(mirror.mirror_fcos(&stream_url, &slipway_pxe_publisher::mirror::NoProgress))
+        .map_err(|e| anyhow!("mirroring FCOS from {stream_url}: {e}"))?;
+    let mut idx = ArtifactIndex::load(state)?;
+    if !idx.fcos.contains_key(&fcos.release) {
+        idx.fcos.insert(
+            fcos.release.clone(),
+            FcosEntry {
+                kernel: fcos.kernel,
+                initramfs: fcos.initramfs,
+                rootfs: fcos.rootfs,
+                metal: fcos.metal,
+            },
+        );
+        idx.save(state)?;
+    }
+    Ok(fcos.release)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -514,3 +514,47 @@ fn k3s_and_os_upgrades_happen_in_place_servers_first() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn disruptive_work_waits_for_the_maintenance_window_unless_now() {
+    let (_t, lab) = lab(&LabOptions::default());
+    // Installing from nothing disrupts nothing: it runs outside any window.
+    slipway::lab::edit_yaml(&lab.repo.join("cluster.yaml"), |c| {
+        c.as_mapping_mut().unwrap().insert(
+            "maintenance_windows".into(),
+            serde_yaml::from_str(
+                "[{days: [sat], start: \"03:00\", length: 2h, time_zone: Europe/Paris}]",
+            )
+            .unwrap(),
+        );
+        Ok(())
+    })
+    .unwrap();
+    lab.commit("windows: Saturday night").unwrap();
+    // Monday 2026-11-23 12:00 in Paris: closed.
+    let monday = [("SLIPWAY_FAKE_NOW", "2026-11-23T11:00:00Z")];
+    ok(&reconcile(&lab, &monday));
+    relabel(&lab, "worker1", "1");
+    let out = reconcile(&lab, &monday);
+    let all = ok(&out);
+    assert!(
+        all.contains("Not executing") && all.contains("2026-11-28T02:00:00"),
+        "{all}"
+    );
+    assert_eq!(installs(&lab, "worker1"), 1, "nothing disruptive ran");
+    // Saturday 03:30 in Paris: open.
+    let all = ok(&reconcile(
+        &lab,
+        &[("SLIPWAY_FAKE_NOW", "2026-11-28T02:30:00Z")],
+    ));
+    assert!(all.contains("done"), "{all}");
+    assert_eq!(installs(&lab, "worker1"), 2);
+    // --now overrides a closed window.
+    relabel(&lab, "worker1", "2");
+    let mut c = slipway();
+    c.args(["reconcile", "--now"])
+        .args(lab.args())
+        .env("SLIPWAY_FAKE_NOW", "2026-11-23T11:00:00Z");
+    ok(&run(c));
+    assert_eq!(installs(&lab, "worker1"), 3);
+}

@@ -43,23 +43,9 @@ pub struct BootEdge {
 }
 
 impl BootEdge {
-    /// Publish `input` as a new generation and serve it on `listen`.
-    pub fn start(
-        state: &std::path::Path,
-        input: &GenerationInput,
-        listen: SocketAddr,
-    ) -> Result<BootEdge> {
-        let publisher =
-            Publisher::open(state.join("generations"), crate::boot_cmd::KEEP_GENERATIONS)
-                .context("opening the generations folder")?;
-        let id = publisher
-            .publish(input)
-            .map_err(|e| anyhow!("publishing: {e}"))?;
-        let generation = publisher
-            .load(&id)
-            .map_err(|e| anyhow!("loading generation {}: {e}", id.as_str()))?;
+    /// Serve on `listen` (no generation yet: [`BootEdge::publish`] one).
+    pub fn start(state: &std::path::Path, listen: SocketAddr) -> Result<BootEdge> {
         let server = ServerState::new(crate::artifacts::store_dir(state));
-        server.activate(generation, input.ignitions());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -77,13 +63,35 @@ impl BootEdge {
                 let _ = rx.await;
             },
         ));
-        tracing::info!(%addr, generation = id.as_str(), "boot server up");
+        tracing::info!(%addr, "boot server up");
         Ok(BootEdge {
             rt,
             server,
             stop: Some(tx),
             addr,
         })
+    }
+
+    /// Publish `input` as a new generation and serve it (armed nodes are disarmed).
+    pub fn publish(&self, state: &std::path::Path, input: &GenerationInput) -> Result<()> {
+        let publisher =
+            Publisher::open(state.join("generations"), crate::boot_cmd::KEEP_GENERATIONS)
+                .context("opening the generations folder")?;
+        let id = publisher
+            .publish(input)
+            .map_err(|e| anyhow!("publishing: {e}"))?;
+        let generation = publisher
+            .load(&id)
+            .map_err(|e| anyhow!("loading generation {}: {e}", id.as_str()))?;
+        let _guard = self.rt.enter();
+        self.server.activate(generation, input.ignitions());
+        tracing::info!(generation = id.as_str(), commit = %input.commit, "generation published");
+        Ok(())
+    }
+
+    /// The runtime the server runs on (for mounting more routes next to it).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
     }
 }
 
@@ -96,15 +104,19 @@ impl Drop for BootEdge {
 }
 
 /// The real effects: SSH to the nodes, the in-process boot server.
-pub struct Live {
+pub struct Live<'a> {
     targets: BTreeMap<String, NodeTarget>,
     connector: Ssh2Connector,
-    boot: BootEdge,
+    boot: &'a BootEdge,
 }
 
-impl Live {
+impl<'a> Live<'a> {
     /// Effects over these targets (by node name) and boot server.
-    pub fn new(targets: Vec<NodeTarget>, boot: BootEdge, command_timeout: Duration) -> Live {
+    pub fn new(
+        targets: Vec<NodeTarget>,
+        boot: &'a BootEdge,
+        command_timeout: Duration,
+    ) -> Live<'a> {
         Live {
             targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
             connector: Ssh2Connector::new(ConnectOptions {
@@ -123,7 +135,7 @@ impl Live {
     }
 }
 
-impl Effects for Live {
+impl Effects for Live<'_> {
     fn exec(&self, node: &str, command: &str) -> Result<CommandOutput, String> {
         let t = self.target(node)?;
         let mut conn = self

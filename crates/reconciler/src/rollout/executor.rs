@@ -91,6 +91,26 @@ pub struct Executor<'a, E: Effects> {
     pub k3s: K3sArtifacts,
     /// Test hook: `node:step` or `node:step/sent` — the process kills itself (SIGKILL) there.
     pub kill_at: Option<String>,
+    /// Asked before a node starts ([`Gate::NodeStart`]: a maintenance window that closed)
+    /// and between steps ([`Gate::Step`]: a shutdown): `Some(why)` pauses the rollout there,
+    /// the journal consistent, to be resumed later.
+    pub gate: Option<&'a (dyn Fn(Gate) -> Option<String> + Sync)>,
+}
+
+/// Where the executor asks whether it may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Before a node's first step (between nodes).
+    NodeStart,
+    /// Between two steps of a node.
+    Step,
+}
+
+/// How one node's run ended.
+enum NodeEnd {
+    Finished,
+    Halted(Halt),
+    Paused(String),
 }
 
 /// What a reboot step waits for.
@@ -125,13 +145,14 @@ fn fail(message: impl Into<String>, hint: impl Into<String>) -> StepError {
 type StepResult = std::result::Result<(), StepError>;
 
 impl<E: Effects> Executor<'_, E> {
-    /// Run the journal until it is done or halts. Returns the final journal.
+    /// Run the journal until it is done, halts or pauses. Returns the final journal.
     pub fn run(&self, journal: Journal) -> Result<Journal> {
         let journal = Mutex::new(journal);
         {
             let mut j = lock(&journal);
             j.state = RolloutState::Running;
             j.halt = None;
+            j.paused = None;
             j.save(self.state)?;
         }
         let waves = lock(&journal).waves();
@@ -143,8 +164,11 @@ impl<E: Effects> Executor<'_, E> {
             if pending.is_empty() {
                 continue;
             }
+            if let Some(why) = self.gate.and_then(|g| g(Gate::NodeStart)) {
+                return self.pause(&journal, why);
+            }
             let _span = tracing::info_span!("wave", wave).entered();
-            let results: Vec<Result<Option<Halt>>> = std::thread::scope(|scope| {
+            let results: Vec<Result<NodeEnd>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = pending
                     .iter()
                     .map(|&i| {
@@ -161,10 +185,20 @@ impl<E: Effects> Executor<'_, E> {
                     .collect()
             });
             let mut halt = None;
+            let mut paused = None;
             for r in results {
-                if let Some(h) = r? {
-                    halt.get_or_insert(h);
+                match r? {
+                    NodeEnd::Finished => {}
+                    NodeEnd::Halted(h) => {
+                        halt.get_or_insert(h);
+                    }
+                    NodeEnd::Paused(why) => {
+                        paused.get_or_insert(why);
+                    }
                 }
+            }
+            if let (None, Some(why)) = (&halt, paused) {
+                return self.pause(&journal, why);
             }
             if let Some(h) = halt {
                 let mut j = lock(&journal);
@@ -180,17 +214,34 @@ impl<E: Effects> Executor<'_, E> {
         Ok(j.clone())
     }
 
-    /// One node through its remaining steps; `Some(halt)` when a step failed.
-    fn run_node(&self, journal: &Mutex<Journal>, i: usize) -> Result<Option<Halt>> {
+    fn pause(&self, journal: &Mutex<Journal>, why: String) -> Result<Journal> {
+        let mut j = lock(journal);
+        j.state = RolloutState::Paused;
+        j.paused = Some(why);
+        j.save(self.state)?;
+        Ok(j.clone())
+    }
+
+    /// One node through its remaining steps.
+    fn run_node(&self, journal: &Mutex<Journal>, i: usize) -> Result<NodeEnd> {
         let node = lock(journal).nodes[i].node.clone();
         let _span = tracing::info_span!("node", node = %node).entered();
+        let mut first = true;
         loop {
             let (step, total, done) = {
                 let mut j = lock(journal);
                 let rec = &mut j.nodes[i];
                 let Some(step) = rec.current() else {
-                    return Ok(None);
+                    return Ok(NodeEnd::Finished);
                 };
+                // Between nodes the wave loop asks; between steps, here (a shutdown stops
+                // a node after a step, never mid-step).
+                if !first {
+                    if let Some(why) = self.gate.and_then(|g| g(Gate::Step)) {
+                        return Ok(NodeEnd::Paused(why));
+                    }
+                }
+                first = false;
                 rec.started = true;
                 rec.error = None;
                 let (total, done) = (rec.steps.len(), rec.done);
@@ -228,7 +279,7 @@ impl<E: Effects> Executor<'_, E> {
                             k3s_name
                         ));
                     }
-                    return Ok(Some(Halt {
+                    return Ok(NodeEnd::Halted(Halt {
                         node,
                         step,
                         message: e.message,

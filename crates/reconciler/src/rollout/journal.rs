@@ -49,6 +49,9 @@ pub struct Journal {
     pub state: RolloutState,
     /// Why it stopped, when halted.
     pub halt: Option<Halt>,
+    /// Why it waits, when paused (a maintenance window closed, Slipway stopped).
+    #[serde(default)]
+    pub paused: Option<String>,
     /// Every node with something to do, in execution order.
     pub nodes: Vec<NodeRecord>,
 }
@@ -61,6 +64,9 @@ pub enum RolloutState {
     Running,
     /// Stopped on a failure; `rollout resume` retries the failed step.
     Halted,
+    /// Waiting between nodes (a window closed) or steps (Slipway stopped); resumed by the
+    /// next window or `rollout resume`.
+    Paused,
     /// Every node is done.
     Done,
     /// Given up by `rollout abort`.
@@ -317,6 +323,7 @@ mod tests {
             k3s_version: "v1.30.4+k3s1".into(),
             state: RolloutState::Running,
             halt: None,
+            paused: None,
             nodes: vec![record("b", 2), record("a", 1), record("c", 2)],
         }
     }

@@ -59,18 +59,95 @@ pub struct Drive<'a> {
     pub ssh_key: Option<&'a Path>,
     /// Where the boot server listens; `None`: all addresses, boot_server.url's port.
     pub boot_listen: Option<SocketAddr>,
+    /// Start disruptive work outside the maintenance windows too.
+    pub now: bool,
+}
+
+/// The current time, or the time `SLIPWAY_FAKE_NOW` (RFC 3339) starts a clock at: the
+/// injectable clock of maintenance windows, for tests and dry runs of a schedule.
+pub fn wall_clock() -> chrono::DateTime<chrono::Utc> {
+    static START: std::sync::OnceLock<(std::time::Instant, Option<chrono::DateTime<chrono::Utc>>)> =
+        std::sync::OnceLock::new();
+    let (t0, fake) = START.get_or_init(|| {
+        let fake = std::env::var(FAKE_NOW_ENV)
+            .ok()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+            .map(|d| d.with_timezone(&chrono::Utc));
+        (std::time::Instant::now(), fake)
+    });
+    match fake {
+        Some(f) => *f + chrono::Duration::from_std(t0.elapsed()).unwrap_or_default(),
+        None => chrono::Utc::now(),
+    }
+}
+
+/// The environment variable that sets [`wall_clock`]'s start.
+pub const FAKE_NOW_ENV: &str = "SLIPWAY_FAKE_NOW";
+
+/// Whether `role`'s maintenance window is open now; `Err(why)` names when it opens.
+pub fn window_open(
+    cluster: &slipway_model::inventory::Cluster,
+    role: Role,
+) -> Result<std::result::Result<(), String>> {
+    use crate::serve::window::{window_state, WindowState};
+    let now = wall_clock();
+    Ok(
+        match window_state(&cluster.maintenance_windows, role, now)
+            .map_err(|e| anyhow!("cluster.yaml maintenance_windows: {e}"))?
+        {
+            WindowState::AlwaysOpen | WindowState::Open { .. } => Ok(()),
+            WindowState::Closed { opens_at } => Err(match opens_at {
+                Some(t) => format!(
+                    "the {} maintenance window is closed until {}",
+                    role_name(role),
+                    t.to_rfc3339()
+                ),
+                None => format!(
+                    "no {} maintenance window opens in the next 14 days",
+                    role_name(role)
+                ),
+            }),
+        },
+    )
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Server => "server",
+        Role::Agent => "agent",
+    }
+}
+
+/// The roles whose nodes the journal still has to take out of service.
+pub fn disruptive_roles(j: &Journal) -> Vec<Role> {
+    let mut roles: Vec<Role> = j
+        .nodes
+        .iter()
+        .filter(|n| !n.is_done() && n.action.is_disruptive())
+        .map(|n| n.role)
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles
 }
 
 /// `slipway reconcile` without `--dry-run`: plan HEAD, then execute the plan.
 pub fn execute(args: &ReconcileArgs<'_>, drive: &Drive<'_>) -> Result<ExitCode> {
     let _lock = StateLock::acquire(args.state)?;
     if let Some(j) = Journal::load(args.state)? {
-        if matches!(j.state, RolloutState::Running | RolloutState::Halted) {
+        if matches!(
+            j.state,
+            RolloutState::Running | RolloutState::Halted | RolloutState::Paused
+        ) {
             bail!(
                 "the rollout {} of commit {} is {}: see `slipway rollout status`, then `slipway rollout resume` or `slipway rollout abort`; nothing was changed",
                 j.id,
                 short(&j.commit),
-                if j.state == RolloutState::Running { "unfinished (its Slipway stopped)" } else { "halted" }
+                match j.state {
+                    RolloutState::Running => "unfinished (its Slipway stopped)",
+                    RolloutState::Paused => "paused",
+                    _ => "halted",
+                }
             );
         }
     }
@@ -93,6 +170,14 @@ pub fn execute(args: &ReconcileArgs<'_>, drive: &Drive<'_>) -> Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     let journal = new_journal(&prepared.plan, &prepared, now_unix())?;
+    if !drive.now {
+        for role in disruptive_roles(&journal) {
+            if let Err(why) = window_open(&prepared.loaded.inventory.cluster, role)? {
+                println!("Not executing: {why}. Nothing was changed; run again inside the window, or with --now to start anyway.");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
     journal.save(args.state)?;
     println!(
         "Executing rollout {} ({} node(s) in {} wave(s)); progress is journaled in {}",
@@ -101,7 +186,7 @@ pub fn execute(args: &ReconcileArgs<'_>, drive: &Drive<'_>) -> Result<ExitCode> 
         journal.waves().len(),
         journal::journal_path(args.state).display()
     );
-    drive_journal(args.state, journal, &prepared.loaded, drive)
+    drive_journal(args.state, journal, prepared.loaded, drive)
 }
 
 fn short(commit: &str) -> String {
@@ -179,17 +264,25 @@ pub fn new_journal(plan: &Plan, prepared: &reconcile_cmd::Prepared, now: u64) ->
         k3s_version: prepared.resolved.k3s_version.clone(),
         state: RolloutState::Running,
         halt: None,
+        paused: None,
         nodes,
     })
 }
 
-/// Render the journal's commit, serve it, and run the journal to its end or a halt.
-fn drive_journal(
-    state: &Path,
-    journal: Journal,
-    loaded: &Loaded,
-    drive: &Drive<'_>,
-) -> Result<ExitCode> {
+/// A journal's commit, rendered with the artifacts it started with.
+pub struct RenderedCommit {
+    /// The repository at the commit.
+    pub loaded: Loaded,
+    /// The artifacts.
+    pub resolved: crate::artifacts::Resolved,
+    /// Every node's config.
+    pub rendered: BTreeMap<String, slipway_ignition_gen::profile::RenderedNode>,
+    /// What the boot server publishes.
+    pub input: slipway_pxe_publisher::GenerationInput,
+}
+
+/// Render `loaded` (the journal's commit) exactly as the journal started it.
+pub fn render_journal(state: &Path, journal: &Journal, loaded: Loaded) -> Result<RenderedCommit> {
     let index = ArtifactIndex::load(state)?;
     let resolved = index.resolve_exact(&journal.os_version, &journal.k3s_version)?;
     let cluster_state = if journal.cluster_exists {
@@ -197,19 +290,66 @@ fn drive_journal(
     } else {
         ClusterState::New
     };
-    let rendered = desired::render(loaded, &resolved, cluster_state, None)?;
-    let input = desired::generation_input(loaded, &resolved, &rendered)?;
-    let cluster = &loaded.inventory.cluster;
-    let listen = match drive.boot_listen {
+    let rendered = desired::render(&loaded, &resolved, cluster_state, None)?;
+    let input = desired::generation_input(&loaded, &resolved, &rendered)?;
+    Ok(RenderedCommit {
+        loaded,
+        resolved,
+        rendered,
+        input,
+    })
+}
+
+/// Where the boot server listens: the flag, else every address on boot_server.url's port.
+pub fn boot_listen(
+    cluster: &slipway_model::inventory::Cluster,
+    flag: Option<SocketAddr>,
+) -> Result<SocketAddr> {
+    Ok(match flag {
         Some(a) => a,
         None => {
             let url = url::Url::parse(&cluster.boot_url).context("reading boot_server.url")?;
             let port = url.port_or_known_default().unwrap_or(80);
             SocketAddr::from(([0, 0, 0, 0], port))
         }
-    };
-    let boot = BootEdge::start(state, &input, listen)?;
-    let auth = facts_cmd::auth(drive.ssh_key);
+    })
+}
+
+/// Render the journal's commit, serve it, and run the journal to its end or a halt.
+fn drive_journal(
+    state: &Path,
+    journal: Journal,
+    loaded: Loaded,
+    drive: &Drive<'_>,
+) -> Result<ExitCode> {
+    let r = render_journal(state, &journal, loaded)?;
+    let listen = boot_listen(&r.loaded.inventory.cluster, drive.boot_listen)?;
+    let boot = BootEdge::start(state, listen)?;
+    boot.publish(state, &r.input)?;
+    let done = run_journal(state, journal, &r, &boot, drive.ssh_key, None, None)?;
+    print!("{}", summary(&done));
+    match done.state {
+        RolloutState::Done => {
+            done.archive(state)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Ok(ExitCode::from(1)),
+    }
+}
+
+/// Run a journal with the boot server `boot` (already serving the journal's generation).
+pub fn run_journal(
+    state: &Path,
+    journal: Journal,
+    r: &RenderedCommit,
+    boot: &BootEdge,
+    ssh_key: Option<&Path>,
+    gate: Option<&(dyn Fn(executor::Gate) -> Option<String> + Sync)>,
+    progress: Option<&dyn progress::Progress>,
+) -> Result<Journal> {
+    let (loaded, rendered, resolved) = (&r.loaded, &r.rendered, &r.resolved);
+    let cluster = &loaded.inventory.cluster;
+    let auth = facts_cmd::auth(ssh_key);
     let targets = facts_cmd::targets(&loaded.inventory, &loaded.secrets, None, &auth, None)?;
     let drain_limit = cluster.rollout.drain_timeout + Duration::from_secs(60);
     let live = Live::new(targets, boot, drain_limit.max(Duration::from_secs(120)));
@@ -243,11 +383,13 @@ fn drive_journal(
     };
     let lines = progress::Lines;
     let bars;
-    let progress: &dyn progress::Progress = if std::io::stderr().is_terminal() {
-        bars = progress::Bars::new();
-        &bars
-    } else {
-        &lines
+    let progress: &dyn progress::Progress = match progress {
+        Some(p) => p,
+        None if std::io::stderr().is_terminal() => {
+            bars = progress::Bars::new();
+            &bars
+        }
+        None => &lines,
     };
     let exec = Executor {
         effects: &live,
@@ -262,16 +404,9 @@ fn drive_journal(
         progress,
         k3s,
         kill_at: std::env::var(KILL_AT_ENV).ok(),
+        gate,
     };
-    let done = exec.run(journal)?;
-    print!("{}", summary(&done));
-    match done.state {
-        RolloutState::Done => {
-            done.archive(state)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => Ok(ExitCode::from(1)),
-    }
+    exec.run(journal)
 }
 
 /// A rollout as people read it: one line per node, then the halt.
@@ -283,6 +418,7 @@ pub fn summary(j: &Journal) -> String {
         match j.state {
             RolloutState::Running => "running (or interrupted: `slipway rollout resume`)",
             RolloutState::Halted => "HALTED",
+            RolloutState::Paused => "paused",
             RolloutState::Done => "done",
             RolloutState::Aborted => "aborted",
         }
@@ -305,6 +441,9 @@ pub fn summary(j: &Journal) -> String {
             where_,
             if n.cordoned { "  (cordoned)" } else { "" }
         ));
+    }
+    if let Some(p) = &j.paused {
+        out.push_str(&format!("\npaused: {p}\n"));
     }
     if let Some(h) = &j.halt {
         out.push_str(&format!(
@@ -382,7 +521,7 @@ pub fn resume(
     println!("Resuming rollout {} of commit {}", j.id, short(&j.commit));
     let loaded = desired::load_at(&repo.repo, repo.identity.as_deref(), &j.commit)?;
     j.halt = None;
-    drive_journal(state, j, &loaded, drive)
+    drive_journal(state, j, loaded, drive)
 }
 
 /// `slipway rollout abort`.

@@ -18,6 +18,7 @@
 //! plain [`axum::Router`]s it mounts on its API listener.
 
 pub mod config;
+pub mod daemon;
 pub mod fleetlock;
 pub mod metrics;
 pub mod window;
