@@ -378,7 +378,9 @@ fn held_back_files(name: &str) -> [String; 2] {
 }
 
 fn git_init(dir: &Path) -> Result<()> {
-    git2::Repository::init(dir).map(|_| ()).map_err(|e| {
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.initial_head("main");
+    git2::Repository::init_opts(dir, &opts).map(|_| ()).map_err(|e| {
         anyhow!(
             "creating a git repository in {}: {}",
             dir.display(),

@@ -15,7 +15,22 @@ use slipway::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.log_format);
+    // The daemon logs at info by default, in the format its config file asks for (the
+    // command-line flag wins when it says json).
+    let (verbose, format) = match &cli.command {
+        Command::Serve { config } => {
+            let from_config = slipway::serve::config::load(config)
+                .ok()
+                .map(|c| c.log.format);
+            let format = match (cli.log_format, from_config) {
+                (LogFormat::Text, Some(slipway::serve::config::LogFormat::Json)) => LogFormat::Json,
+                (f, _) => f,
+            };
+            (cli.verbose.max(1), format)
+        }
+        _ => (cli.verbose, cli.log_format),
+    };
+    init_logging(verbose, format);
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {

@@ -91,17 +91,18 @@ pub struct Executor<'a, E: Effects> {
     pub k3s: K3sArtifacts,
     /// Test hook: `node:step` or `node:step/sent` — the process kills itself (SIGKILL) there.
     pub kill_at: Option<String>,
-    /// Asked before a node starts ([`Gate::NodeStart`]: a maintenance window that closed)
+    /// Asked before a wave starts ([`Gate::Wave`]: a maintenance window that closed)
     /// and between steps ([`Gate::Step`]: a shutdown): `Some(why)` pauses the rollout there,
     /// the journal consistent, to be resumed later.
     pub gate: Option<&'a (dyn Fn(Gate) -> Option<String> + Sync)>,
 }
 
 /// Where the executor asks whether it may go on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
-    /// Before a node's first step (between nodes).
-    NodeStart,
+    /// Before a wave starts (between nodes), with the roles it takes out of service
+    /// (empty when it only installs new machines).
+    Wave(Vec<Role>),
     /// Between two steps of a node.
     Step,
 }
@@ -164,7 +165,14 @@ impl<E: Effects> Executor<'_, E> {
             if pending.is_empty() {
                 continue;
             }
-            if let Some(why) = self.gate.and_then(|g| g(Gate::NodeStart)) {
+            let mut roles: Vec<Role> = pending
+                .iter()
+                .map(|&i| lock(&journal).nodes[i].clone())
+                .filter(|n| n.action.is_disruptive())
+                .map(|n| n.role)
+                .collect();
+            roles.dedup();
+            if let Some(why) = self.gate.and_then(|g| g(Gate::Wave(roles))) {
                 return self.pause(&journal, why);
             }
             let _span = tracing::info_span!("wave", wave).entered();

@@ -42,6 +42,9 @@ pub const NOW_FILE: &str = "reconcile-now";
 /// `<state>/serve.pid`: the running daemon.
 pub const PID_FILE: &str = "serve.pid";
 
+/// How often the loop looks at its clocks (fetch due, plan due, suspend/now requests).
+const TICK: Duration = Duration::from_millis(500);
+
 /// What a tick can be woken by.
 enum Wake {
     Hook,
@@ -169,26 +172,32 @@ fn serve(cfg: &ServeConfig, state: &Path) -> Result<ExitCode> {
         published: None,
     };
     let mut last_plan: Option<Instant> = None;
+    let mut last_sync: Option<Instant> = None;
+    let mut hooked = false;
     loop {
         if stop.load(Ordering::SeqCst) {
             break;
         }
         let now_requested = take_now_request(state);
-        let due = last_plan.is_none_or(|t| t.elapsed() >= cfg.reconcile.interval);
-        if let Err(e) = daemon.tick(&mut src, due || now_requested, now_requested) {
+        let sync = hooked || last_sync.is_none_or(|t| t.elapsed() >= src.next_poll());
+        let due = now_requested || last_plan.is_none_or(|t| t.elapsed() >= cfg.reconcile.interval);
+        if sync {
+            last_sync = Some(Instant::now());
+        }
+        if let Err(e) = daemon.tick(&mut src, sync, due, now_requested) {
             tracing::error!(error = %format!("{e:#}"), "reconcile failed");
             daemon.metrics.inc_error("reconcile");
         }
-        if due || now_requested {
+        if due {
             last_plan = Some(Instant::now());
         }
-        let wait = src
-            .next_poll()
-            .min(cfg.reconcile.interval)
-            .min(Duration::from_secs(1).max(Duration::from_millis(200)));
-        match wake_rx.recv_timeout(wait) {
+        hooked = false;
+        match wake_rx.recv_timeout(TICK) {
             Ok(Wake::Stop) => break,
-            Ok(Wake::Hook) => tracing::info!("webhook: fetching now"),
+            Ok(Wake::Hook) => {
+                tracing::info!("webhook: fetching now");
+                hooked = true;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -263,26 +272,30 @@ impl Daemon<'_> {
         })
     }
 
-    fn tick(&mut self, src: &mut GitSource, plan_due: bool, now: bool) -> Result<()> {
+    fn tick(&mut self, src: &mut GitSource, sync: bool, plan_due: bool, now: bool) -> Result<()> {
         self.metrics.set_suspended(self.suspended());
         self.metrics
             .set_lock_holder(self.lock.holder().as_ref().map(|h| h.id.as_str()));
-        let fresh = match src.sync() {
-            Ok(a) => {
-                self.metrics.set_fetched_commit(a.commit.id.as_str());
-                self.signer = Some(format!(
-                    "{} ({})",
-                    a.commit.signer.principal, a.commit.signer.fingerprint
-                ));
-                if a.new {
-                    tracing::info!(commit = %a.commit.id, signer = %a.commit.signer.principal, summary = %a.commit.summary, "new trusted commit");
+        let fresh = if !sync {
+            false
+        } else {
+            match src.sync() {
+                Ok(a) => {
+                    self.metrics.set_fetched_commit(a.commit.id.as_str());
+                    self.signer = Some(format!(
+                        "{} ({})",
+                        a.commit.signer.principal, a.commit.signer.fingerprint
+                    ));
+                    if a.new {
+                        tracing::info!(commit = %a.commit.id, signer = %a.commit.signer.principal, summary = %a.commit.summary, "new trusted commit");
+                    }
+                    a.new
                 }
-                a.new
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "fetching the repository failed; the last good commit stays");
-                self.metrics.inc_error("source");
-                false
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetching the repository failed; the last good commit stays");
+                    self.metrics.inc_error("source");
+                    false
+                }
             }
         };
         if !fresh && !plan_due {
@@ -464,7 +477,7 @@ impl Daemon<'_> {
                 return Some("slipway serve was stopped".into());
             }
             match g {
-                Gate::NodeStart => window_closed(&[Role::Server, Role::Agent]),
+                Gate::Wave(roles) => window_closed(&roles),
                 Gate::Step => None,
             }
         };
