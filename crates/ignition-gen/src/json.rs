@@ -9,6 +9,11 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter};
 
+/// Whether Go escapes this byte, or it starts U+2028/U+2029 (`E2 80 A8`/`E2 80 A9`).
+fn may_escape(b: u8) -> bool {
+    matches!(b, b'<' | b'>' | b'&' | 0xE2)
+}
+
 /// Wraps a `serde_json` formatter and applies Go's string escaping.
 struct GoFormatter<F> {
     inner: F,
@@ -20,21 +25,41 @@ impl<F: Formatter> Formatter for GoFormatter<F> {
         w: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let esc = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
+        // Scan bytes: the characters to escape are ASCII, or U+2028/U+2029 (E2 80 A8/A9).
+        let bytes = fragment.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        while i < bytes.len() {
+            // Skip 16 bytes at a time while none needs a look (data URLs are long and clean).
+            while let Some(chunk) = bytes.get(i..i + 16) {
+                if chunk.iter().fold(false, |any, &b| any | may_escape(b)) {
+                    break;
+                }
+                i += 16;
+            }
+            let Some(&b) = bytes.get(i) else { break };
+            let (esc, len): (&[u8], usize) = match b {
+                b'<' => (b"\\u003c", 1),
+                b'>' => (b"\\u003e", 1),
+                b'&' => (b"\\u0026", 1),
+                0xE2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
+                    Some(0xA8) => (b"\\u2028", 3),
+                    Some(0xA9) => (b"\\u2029", 3),
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                },
+                _ => {
+                    i += 1;
+                    continue;
+                }
             };
-            w.write_all(&fragment.as_bytes()[start..i])?;
-            w.write_all(esc.as_bytes())?;
-            start = i + c.len_utf8();
+            w.write_all(&bytes[start..i])?;
+            w.write_all(esc)?;
+            i += len;
+            start = i;
         }
-        w.write_all(&fragment.as_bytes()[start..])
+        w.write_all(&bytes[start..])
     }
 
     fn write_char_escape<W: ?Sized + Write>(
@@ -138,6 +163,40 @@ mod tests {
         assert_eq!(
             to_go_json(&v, true).lines().nth(1),
             Some(r#"  "a": "x\u003cy\u003e\u0026z\u0008\u000c\u0001\n\"\\/","#)
+        );
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_offset_of_long_strings() {
+        for special in ["<", ">", "&", "\u{2028}", "\u{2029}", "\u{20ac}"] {
+            for at in 0..40 {
+                let text = format!("{}{special}{}", "a".repeat(at), "b".repeat(40 - at));
+                let want: String = text
+                    .chars()
+                    .map(|c| match c {
+                        '<' => "\\u003c".to_string(),
+                        '>' => "\\u003e".to_string(),
+                        '&' => "\\u0026".to_string(),
+                        '\u{2028}' => "\\u2028".to_string(),
+                        '\u{2029}' => "\\u2029".to_string(),
+                        c => c.to_string(),
+                    })
+                    .collect();
+                assert_eq!(
+                    to_go_json(&text, false),
+                    format!("\"{want}\""),
+                    "{special} at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_line_and_paragraph_separators_are_escaped_beyond_ascii() {
+        let v = serde_json::json!("\u{2028}a\u{2029}€\u{2027}\u{20ac}<é\u{2028}");
+        assert_eq!(
+            to_go_json(&v, false),
+            "\"\\u2028a\\u2029€\u{2027}€\\u003cé\\u2028\""
         );
     }
 }

@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Map, Value};
 use slipway_model::diag::{Diagnostic, Location};
 
-use crate::ignition::{Config, SpecVersion};
+use crate::ignition::{
+    Config, File, Ignition, IgnitionConfig, KernelArguments, NodeOwner, Passwd, PasswdUser, Proxy,
+    Resource, Security, SpecVersion, Storage, Systemd, Timeouts, Verification,
+};
 
 /// The name of one merge layer (e.g. `overlays/cluster.bu`, `node node-01`).
 pub type SourceName = String;
@@ -91,6 +94,261 @@ pub fn merge(layers: &[(SourceName, Config)]) -> Result<Config, Vec<Diagnostic>>
         out.ignition.version = v.as_str().to_string();
     }
     Ok(out)
+}
+
+/// Merge one `child` layer over `base` directly on the typed config, for a child that sets
+/// nothing but `storage.files`, `passwd.users` and `kernelArguments` (a generated node
+/// profile). The result is exactly what [`merge`] gives for `[base, child]`, without the
+/// trip through JSON values.
+///
+/// `None` when the child sets anything else, when either version is unknown, or when one of
+/// the child's files is a directory or a link in `base` (a conflict: call [`merge`], which
+/// reports it with both layers). `base` must be a merge result (no path with two kinds).
+pub fn merge_node_layer(base: &Config, child: &Config) -> Option<Config> {
+    let version = node_layer_version(base, child)?;
+    let mut out = base.clone();
+    out.ignition.version = version.as_str().to_string();
+    merge_kernel_args(&mut out.kernel_arguments, &child.kernel_arguments);
+    merge_users(&mut out.passwd.users, &child.passwd.users);
+    merge_files(&mut out.storage.files, &child.storage.files);
+    Some(out)
+}
+
+/// The version of [`merge_node_layer`]'s result, or `None` where it declines.
+pub(crate) fn node_layer_version(base: &Config, child: &Config) -> Option<SpecVersion> {
+    if !only_files_users_kernel_args(child) {
+        return None;
+    }
+    let version = base.spec_version()?.max(child.spec_version()?);
+    let dirs_and_links = base
+        .storage
+        .directories
+        .iter()
+        .map(|d| &d.path)
+        .chain(base.storage.links.iter().map(|l| &l.path));
+    for path in dirs_and_links {
+        if child.storage.files.iter().any(|f| &f.path == path) {
+            return None;
+        }
+    }
+    Some(version)
+}
+
+/// Users merged by name, as [`merge`] merges `passwd.users`.
+pub(crate) fn merge_users(parent: &mut Vec<PasswdUser>, child: &[PasswdUser]) {
+    merge_keyed(parent, child, |u| &u.name, merge_user, |_| false);
+}
+
+/// Files merged by path, as [`merge`] merges `storage.files` when the child has no
+/// directories or links.
+pub(crate) fn merge_files(parent: &mut Vec<File>, child: &[File]) {
+    merge_keyed(parent, child, |f| &f.path, merge_file, |_| false);
+}
+
+fn only_files_users_kernel_args(c: &Config) -> bool {
+    // Exhaustive patterns: a field added to the types must be considered here.
+    let Config {
+        ignition,
+        kernel_arguments: _,
+        passwd: Passwd { groups, users: _ },
+        storage,
+        systemd,
+    } = c;
+    let Ignition {
+        config,
+        proxy,
+        security,
+        timeouts,
+        version: _,
+    } = ignition;
+    let Storage {
+        directories,
+        disks,
+        files: _,
+        filesystems,
+        links,
+        luks,
+        raid,
+    } = storage;
+    *config == IgnitionConfig::default()
+        && *proxy == Proxy::default()
+        && *security == Security::default()
+        && *timeouts == Timeouts::default()
+        && groups.is_empty()
+        && *systemd == Systemd::default()
+        && directories.is_empty()
+        && disks.is_empty()
+        && filesystems.is_empty()
+        && links.is_empty()
+        && luks.is_empty()
+        && raid.is_empty()
+}
+
+/// `Some` in the child replaces the parent's value.
+fn replace<T: Clone>(parent: &mut Option<T>, child: &Option<T>) {
+    if child.is_some() {
+        parent.clone_from(child);
+    }
+}
+
+/// A keyed list as [`merge_lists`] merges it, typed. An empty parent takes the child's list
+/// as is, an empty child leaves the parent's; otherwise parent entries keep their place
+/// (merged with the child's last entry of the same key, or dropped when `merge_item` says so
+/// or the child `moved` the key to another list) and the child's new keys follow in order.
+fn merge_keyed<T: Clone>(
+    parent: &mut Vec<T>,
+    child: &[T],
+    key: impl Fn(&T) -> &str,
+    merge_item: impl Fn(&mut T, &T) -> bool,
+    moved: impl Fn(&str) -> bool,
+) {
+    if child.is_empty() {
+        parent.retain(|p| !moved(key(p)));
+        return;
+    }
+    if parent.is_empty() {
+        *parent = child.to_vec();
+        return;
+    }
+    // `done[i]`: the key of the child's last entry `i` is in the parent, or was appended.
+    let mut done = vec![false; child.len()];
+    let mut out = Vec::with_capacity(parent.len() + child.len());
+    for mut p in std::mem::take(parent) {
+        let k = key(&p);
+        if let Some(i) = child.iter().rposition(|c| key(c) == k) {
+            done[i] = true;
+            if merge_item(&mut p, &child[i]) {
+                out.push(p);
+            }
+        } else if !moved(k) {
+            out.push(p);
+        }
+    }
+    for c in child {
+        let k = key(c);
+        if let Some(i) = child.iter().rposition(|c| key(c) == k) {
+            if !done[i] {
+                done[i] = true;
+                out.push(child[i].clone());
+            }
+        }
+    }
+    *parent = out;
+}
+
+fn merge_strings(parent: &mut Vec<String>, child: &[String]) {
+    merge_keyed(parent, child, |s| s, |_, _| true, |_| false);
+}
+
+pub(crate) fn merge_kernel_args(parent: &mut KernelArguments, child: &KernelArguments) {
+    if *child == KernelArguments::default() {
+        return;
+    }
+    if *parent == KernelArguments::default() {
+        parent.clone_from(child);
+        return;
+    }
+    // One key space: an argument the child lists under the other list leaves this one.
+    let in_not_exist = |k: &str| child.should_not_exist.iter().any(|a| a == k);
+    let in_exist = |k: &str| child.should_exist.iter().any(|a| a == k);
+    merge_keyed(
+        &mut parent.should_exist,
+        &child.should_exist,
+        |s| s,
+        |_, _| true,
+        in_not_exist,
+    );
+    merge_keyed(
+        &mut parent.should_not_exist,
+        &child.should_not_exist,
+        |s| s,
+        |_, _| true,
+        in_exist,
+    );
+}
+
+fn merge_user(p: &mut PasswdUser, c: &PasswdUser) -> bool {
+    let PasswdUser {
+        gecos,
+        groups,
+        home_dir,
+        name: _, // the key
+        no_create_home,
+        no_log_init,
+        no_user_group,
+        password_hash,
+        primary_group,
+        ssh_authorized_keys,
+        shell,
+        should_exist,
+        system,
+        uid,
+    } = c;
+    replace(&mut p.gecos, gecos);
+    merge_strings(&mut p.groups, groups);
+    replace(&mut p.home_dir, home_dir);
+    replace(&mut p.no_create_home, no_create_home);
+    replace(&mut p.no_log_init, no_log_init);
+    replace(&mut p.no_user_group, no_user_group);
+    replace(&mut p.password_hash, password_hash);
+    replace(&mut p.primary_group, primary_group);
+    merge_strings(&mut p.ssh_authorized_keys, ssh_authorized_keys);
+    replace(&mut p.shell, shell);
+    replace(&mut p.should_exist, should_exist);
+    replace(&mut p.system, system);
+    replace(&mut p.uid, uid);
+    true
+}
+
+fn merge_owner(p: &mut NodeOwner, c: &NodeOwner) {
+    let NodeOwner { id, name } = c;
+    replace(&mut p.id, id);
+    replace(&mut p.name, name);
+}
+
+fn merge_resource(p: &mut Resource, c: &Resource) {
+    let Resource {
+        compression,
+        http_headers,
+        source,
+        verification: Verification { hash },
+    } = c;
+    replace(&mut p.compression, compression);
+    // A child header without a value removes the parent's.
+    merge_keyed(
+        &mut p.http_headers,
+        http_headers,
+        |h| &h.name,
+        |ph, ch| {
+            if ch.value.is_none() {
+                return false;
+            }
+            ph.value.clone_from(&ch.value);
+            true
+        },
+        |_| false,
+    );
+    replace(&mut p.source, source);
+    replace(&mut p.verification.hash, hash);
+}
+
+fn merge_file(p: &mut File, c: &File) -> bool {
+    let File {
+        group,
+        overwrite,
+        path: _, // the key
+        user,
+        append,
+        contents,
+        mode,
+    } = c;
+    merge_owner(&mut p.group, group);
+    replace(&mut p.overwrite, overwrite);
+    merge_owner(&mut p.user, user);
+    p.append.extend(append.iter().cloned());
+    merge_resource(&mut p.contents, contents);
+    replace(&mut p.mode, mode);
+    true
 }
 
 /// Merge two configs of the same shape, child over parent (Ignition's `Merge(parent, child)`),

@@ -18,20 +18,24 @@
 //! [`render_node`] layers the overlays (all nodes, role, node) and the profile with
 //! Ignition's merge rules, computes the config hash, and adds `/etc/slipway/applied.json`
 //! (commit, config hash, OS and K3s versions) so the reconciler can read back what a node runs.
+//! [`Renderer`] renders many nodes, doing the work nodes of a role share once (see
+//! `profile/render.rs` for its shortcuts, each checked to give the same bytes).
 
+use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use slipway_model::check::Secrets;
-use slipway_model::diag::{Diagnostic, Location};
+use slipway_model::diag::Diagnostic;
 use slipway_model::inventory::{
     Cluster, Inventory, K3sComponent, Network, Node, Role, ZincatiMode,
 };
 use slipway_model::secrets::Secret;
 
-use crate::butane::{self, TranslateOptions};
+use crate::butane::{self, ButaneVersion, TranslateOptions};
 use crate::files::FileSource;
-use crate::ignition::Config;
-use crate::merge;
+use crate::ignition::{self as ign, Config};
+
+mod render;
+pub use render::Renderer;
 
 /// Where K3s keeps its config; the token is in it, so it is 0600.
 pub const K3S_CONFIG: &str = "/etc/rancher/k3s/config.yaml";
@@ -413,6 +417,197 @@ pub fn shared_profile_butane(inv: &Inventory, role: Role, inputs: &ProfileInputs
     butane_text(&doc)
 }
 
+/// The node's own part of the profile as data, rendered two ways: as Butane text (the layer
+/// people see with `slipway render --butane`) and straight into the Ignition config that
+/// translating that text gives ([`NodeProfile::config`]), which is what [`Renderer`] merges.
+/// Holds secrets (the K3s token, the host key).
+pub(crate) struct NodeProfile {
+    /// The Butane version of the layer.
+    pub(crate) version: &'static str,
+    /// `(path, mode, inline contents)`, in order.
+    pub(crate) files: Vec<(&'static str, u32, String)>,
+    /// The core user's name.
+    pub(crate) user: String,
+    /// Its SSH keys.
+    pub(crate) keys: Vec<String>,
+    /// Its password hash.
+    pub(crate) password_hash: Option<String>,
+    /// The node's own kernel arguments.
+    pub(crate) kernel_args: Vec<String>,
+}
+
+impl NodeProfile {
+    pub(crate) fn new(
+        inv: &Inventory,
+        node: &Node,
+        secrets: &Secrets,
+        inputs: &ProfileInputs<'_>,
+    ) -> Self {
+        let cluster = &inv.cluster;
+        let mut files = vec![
+            ("/etc/hostname", 0o644, format!("{}\n", node.hostname)),
+            (
+                K3S_CONFIG,
+                0o600,
+                k3s_config(
+                    cluster,
+                    node,
+                    secrets.k3s_token.expose(),
+                    inputs.cluster_state,
+                ),
+            ),
+        ];
+        let endpoints = join_endpoints(cluster, node, inputs.cluster_state);
+        if !endpoints.is_empty() {
+            files.push((K3S_SERVERS, 0o644, format!("{}\n", endpoints.join("\n"))));
+        }
+        if let Some(keyfile) = nm_keyfile(node) {
+            files.push((
+                "/etc/NetworkManager/system-connections/slipway.nmconnection",
+                0o600,
+                keyfile,
+            ));
+        }
+        if let Some(key) = secrets.host_keys.get(&node.name) {
+            files.push((
+                "/etc/ssh/ssh_host_ed25519_key",
+                0o600,
+                key.expose().to_string(),
+            ));
+            if let Some(public) = secrets.host_public_key(&node.name) {
+                files.push((
+                    "/etc/ssh/ssh_host_ed25519_key.pub",
+                    0o644,
+                    format!("{public}\n"),
+                ));
+            }
+        }
+        NodeProfile {
+            version: butane_version_for(&cluster.ignition_spec),
+            files,
+            user: cluster.ssh_user.clone(),
+            keys: cluster.ssh_authorized_keys.clone(),
+            password_hash: secrets
+                .core_password_hash
+                .as_ref()
+                .map(|h| h.expose().to_string()),
+            kernel_args: node.kernel_args.clone(),
+        }
+    }
+
+    /// The layer as (JSON-form) Butane.
+    pub(crate) fn butane(&self) -> Secret {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            variant: &'static str,
+            version: &'static str,
+            passwd: Passwd<'a>,
+            storage: Storage<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kernel_arguments: Option<KernelArgs<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Passwd<'a> {
+            users: [User<'a>; 1],
+        }
+        #[derive(Serialize)]
+        struct User<'a> {
+            name: &'a str,
+            ssh_authorized_keys: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            password_hash: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Storage<'a> {
+            files: Vec<InlineFile<'a>>,
+        }
+        #[derive(Serialize)]
+        struct InlineFile<'a> {
+            path: &'a str,
+            mode: u32,
+            overwrite: bool,
+            contents: Inline<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inline<'a> {
+            inline: &'a str,
+        }
+        #[derive(Serialize)]
+        struct KernelArgs<'a> {
+            should_exist: &'a [String],
+        }
+        let doc = Doc {
+            variant: "fcos",
+            version: self.version,
+            passwd: Passwd {
+                users: [User {
+                    name: &self.user,
+                    ssh_authorized_keys: &self.keys,
+                    password_hash: self.password_hash.as_deref(),
+                }],
+            },
+            storage: Storage {
+                files: self
+                    .files
+                    .iter()
+                    .map(|(path, mode, inline)| InlineFile {
+                        path,
+                        mode: *mode,
+                        overwrite: true,
+                        contents: Inline { inline },
+                    })
+                    .collect(),
+            },
+            kernel_arguments: (!self.kernel_args.is_empty()).then_some(KernelArgs {
+                should_exist: &self.kernel_args,
+            }),
+        };
+        Secret::new(serde_json::to_string(&doc).unwrap_or_default())
+    }
+
+    /// The Ignition config that translating [`NodeProfile::butane`] gives, built directly;
+    /// `data_url` makes the data URL of inline contents (`make_data_url(.., None, true)`).
+    /// `None` where the translator would report an error instead (a repeated kernel argument).
+    pub(crate) fn config(
+        &self,
+        mut data_url: impl FnMut(&str) -> (String, Option<String>),
+    ) -> Option<Config> {
+        let spec = ButaneVersion::parse(self.version)?.ignition();
+        for (i, a) in self.kernel_args.iter().enumerate() {
+            if self.kernel_args[..i].contains(a) {
+                return None;
+            }
+        }
+        let mut config = Config::new(spec);
+        config.kernel_arguments.should_exist = self.kernel_args.clone();
+        config.passwd.users.push(ign::PasswdUser {
+            name: self.user.clone(),
+            ssh_authorized_keys: self.keys.clone(),
+            password_hash: self.password_hash.clone(),
+            ..Default::default()
+        });
+        config.storage.files = self
+            .files
+            .iter()
+            .map(|(path, mode, contents)| {
+                let (url, compression) = data_url(contents);
+                ign::File {
+                    overwrite: Some(true),
+                    path: (*path).to_string(),
+                    contents: ign::Resource {
+                        compression,
+                        source: Some(url),
+                        ..Default::default()
+                    },
+                    mode: Some(i64::from(*mode)),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Some(config)
+    }
+}
+
 /// The part of the profile that is this node's own: host name, K3s configuration (with the
 /// token), join endpoints, network keyfile, SSH host key, core user, node kernel arguments.
 pub fn node_profile_butane(
@@ -421,60 +616,7 @@ pub fn node_profile_butane(
     secrets: &Secrets,
     inputs: &ProfileInputs<'_>,
 ) -> Secret {
-    let cluster = &inv.cluster;
-    let mut files = vec![
-        file("/etc/hostname", 0o644, &format!("{}\n", node.hostname)),
-        file(
-            K3S_CONFIG,
-            0o600,
-            &k3s_config(
-                cluster,
-                node,
-                secrets.k3s_token.expose(),
-                inputs.cluster_state,
-            ),
-        ),
-    ];
-    let endpoints = join_endpoints(cluster, node, inputs.cluster_state);
-    if !endpoints.is_empty() {
-        files.push(file(
-            K3S_SERVERS,
-            0o644,
-            &format!("{}\n", endpoints.join("\n")),
-        ));
-    }
-    if let Some(keyfile) = nm_keyfile(node) {
-        files.push(file(
-            "/etc/NetworkManager/system-connections/slipway.nmconnection",
-            0o600,
-            &keyfile,
-        ));
-    }
-    if let Some(key) = secrets.host_keys.get(&node.name) {
-        files.push(file("/etc/ssh/ssh_host_ed25519_key", 0o600, key.expose()));
-        if let Some(public) = secrets.host_public_key(&node.name) {
-            files.push(file(
-                "/etc/ssh/ssh_host_ed25519_key.pub",
-                0o644,
-                &format!("{public}\n"),
-            ));
-        }
-    }
-    let mut core =
-        json!({"name": cluster.ssh_user, "ssh_authorized_keys": cluster.ssh_authorized_keys});
-    if let Some(hash) = &secrets.core_password_hash {
-        core["password_hash"] = json!(hash.expose());
-    }
-    let mut doc = json!({
-        "variant": "fcos",
-        "version": butane_version_for(&cluster.ignition_spec),
-        "passwd": {"users": [core]},
-        "storage": {"files": files}
-    });
-    if !node.kernel_args.is_empty() {
-        doc["kernel_arguments"] = json!({"should_exist": node.kernel_args});
-    }
-    Secret::new(butane_text(&doc))
+    NodeProfile::new(inv, node, secrets, inputs).butane()
 }
 
 /// What `applied.json` records.
@@ -548,171 +690,6 @@ pub fn layers(
     out
 }
 
-/// Renders node configurations, translating layers that nodes share only once.
-pub struct Renderer<'a> {
-    inv: &'a Inventory,
-    files: &'a dyn FileSource,
-    cache: std::cell::RefCell<std::collections::HashMap<(String, String), Config>>,
-    /// Merged shared prefixes (overlays + shared profile), keyed by their layers' texts.
-    merged: std::cell::RefCell<std::collections::HashMap<Vec<(String, String)>, Config>>,
-}
-
-impl<'a> Renderer<'a> {
-    /// A renderer for one inventory; local overlay files come from `files`.
-    pub fn new(inv: &'a Inventory, files: &'a dyn FileSource) -> Self {
-        Self {
-            inv,
-            files,
-            cache: std::cell::RefCell::default(),
-            merged: std::cell::RefCell::default(),
-        }
-    }
-
-    fn translate(&self, layer: &Layer, diags: &mut Vec<Diagnostic>) -> Option<Config> {
-        if !layer.shared {
-            return translate_layer(&layer.name, layer.text.expose(), self.files, diags);
-        }
-        let key = (layer.name.clone(), layer.text.expose().to_string());
-        if let Some(c) = self.cache.borrow().get(&key) {
-            return Some(c.clone());
-        }
-        let c = translate_layer(&layer.name, layer.text.expose(), self.files, diags)?;
-        self.cache.borrow_mut().insert(key, c.clone());
-        Some(c)
-    }
-
-    /// Render a node's final Ignition. Errors carry the overlay's file and position; a
-    /// conflict between layers names both.
-    ///
-    /// The config hash of the bootstrap server is always that of its *joining* configuration:
-    /// `cluster-init` is a one-time act of a new cluster, and must not make Slipway reinstall
-    /// the server once the cluster exists.
-    pub fn render(
-        &self,
-        node: &Node,
-        secrets: &Secrets,
-        inputs: &ProfileInputs<'_>,
-    ) -> Result<RenderedNode, Vec<Diagnostic>> {
-        let (merged, layers) = self.merged(node, secrets, inputs)?;
-        // Serialize once: the hash is over the config without applied.json, which is then
-        // appended to the same JSON value.
-        let mut value = merged.to_value();
-        let config_hash = if node.bootstrap && inputs.cluster_state == ClusterState::New {
-            let joining = ProfileInputs {
-                cluster_state: ClusterState::Exists,
-                ..inputs.clone()
-            };
-            let (alt, _) = self.merged(node, secrets, &joining)?;
-            hex::encode(Sha256::digest(alt.to_json(false).as_bytes()))
-        } else {
-            hex::encode(Sha256::digest(
-                crate::json::to_go_json(&value, false).as_bytes(),
-            ))
-        };
-        add_applied_json(&mut value, &applied_json(inputs, &config_hash))?;
-        Ok(RenderedNode {
-            ignition: Secret::new(crate::json::to_go_json(&value, false)),
-            config_hash,
-            layers,
-        })
-    }
-
-    /// The merged configuration of a node without `applied.json`, and its layers.
-    fn merged(
-        &self,
-        node: &Node,
-        secrets: &Secrets,
-        inputs: &ProfileInputs<'_>,
-    ) -> Result<(Config, Vec<Layer>), Vec<Diagnostic>> {
-        let layers = layers(self.inv, node, secrets, inputs);
-        let mut diags = Vec::new();
-        // Layers before the node's own are, for nodes without overlays of their own, the same
-        // for every node of a role: merge them once. Ignition's merge is associative, so the
-        // result is the same; a conflict is re-derived layer by layer to name both sources.
-        let shared_prefix = layers.iter().take_while(|l| l.shared).count();
-        let key: Vec<(String, String)> = layers[..shared_prefix]
-            .iter()
-            .map(|l| (l.name.clone(), l.text.expose().to_string()))
-            .collect();
-        let cached = self.merged.borrow().get(&key).cloned();
-        let mut configs = Vec::with_capacity(layers.len());
-        let rest = match cached {
-            Some(base) => {
-                configs.push(("(shared layers)".to_string(), base));
-                &layers[shared_prefix..]
-            }
-            None => &layers[..],
-        };
-        for layer in rest {
-            if let Some(c) = self.translate(layer, &mut diags) {
-                configs.push((layer.name.clone(), c));
-            }
-        }
-        if diags.iter().any(Diagnostic::is_error) {
-            return Err(diags);
-        }
-        if rest.len() == layers.len() && shared_prefix > 0 {
-            if let Ok(base) = merge::merge(&configs[..shared_prefix]) {
-                self.merged.borrow_mut().insert(key, base);
-            }
-        }
-        let merged = match merge::merge(&configs) {
-            Ok(m) => m,
-            Err(_) if rest.len() < layers.len() => {
-                // Name the real layers in the conflict: merge them one by one.
-                let mut all = Vec::with_capacity(layers.len());
-                for layer in &layers {
-                    if let Some(c) = self.translate(layer, &mut diags) {
-                        all.push((layer.name.clone(), c));
-                    }
-                }
-                merge::merge(&all)?
-            }
-            Err(e) => return Err(e),
-        };
-        Ok((merged, layers))
-    }
-}
-
-/// Append `/etc/slipway/applied.json` to a config's JSON value as Butane would write it
-/// (data URL, mode 0644, the field order of Ignition's `File`).
-fn add_applied_json(config: &mut Value, contents: &str) -> Result<(), Vec<Diagnostic>> {
-    let err = |m: &str| {
-        vec![Diagnostic::error(
-            Location::file("(generated profile)"),
-            m.to_string(),
-        )]
-    };
-    let url = butane::make_data_url(contents.as_bytes(), None, true);
-    let file: crate::ignition::File = serde_json::from_value(json!({
-        "overwrite": true,
-        "path": APPLIED_JSON,
-        "contents": {"compression": url.compression.unwrap_or_default(), "source": url.url},
-        "mode": 0o644
-    }))
-    .map_err(|e| err(&format!("internal: applied.json: {e}")))?;
-    let file =
-        serde_json::to_value(&file).map_err(|e| err(&format!("internal: applied.json: {e}")))?;
-    let Some(root) = config.as_object_mut() else {
-        return Err(err("internal: the merged config is not a JSON object"));
-    };
-    let storage = root.entry("storage").or_insert_with(|| json!({}));
-    let Some(storage) = storage.as_object_mut() else {
-        return Err(err("internal: storage is not a JSON object"));
-    };
-    let files = storage.entry("files").or_insert_with(|| json!([]));
-    let Some(files) = files.as_array_mut() else {
-        return Err(err("internal: storage.files is not a list"));
-    };
-    if files.iter().any(|f| f["path"] == APPLIED_JSON) {
-        return Err(err(
-            "an overlay writes /etc/slipway/applied.json, which Slipway owns: remove it from the overlay",
-        ));
-    }
-    files.push(file);
-    Ok(())
-}
-
 /// Render one node's final Ignition (see [`Renderer`] to render many).
 pub fn render_node(
     inv: &Inventory,
@@ -722,4 +699,42 @@ pub fn render_node(
     files: &dyn FileSource,
 ) -> Result<RenderedNode, Vec<Diagnostic>> {
     Renderer::new(inv, files).render(node, secrets, inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_layer_is_json_butane_in_a_fixed_key_order() {
+        let mut p = NodeProfile {
+            version: "1.4.0",
+            files: vec![("/etc/hostname", 0o644, "n1\n".into())],
+            user: "core".into(),
+            keys: vec!["ssh-ed25519 AAAA k".into()],
+            password_hash: None,
+            kernel_args: Vec::new(),
+        };
+        let want = json!({
+            "variant": "fcos",
+            "version": "1.4.0",
+            "passwd": {"users": [{"name": "core", "ssh_authorized_keys": ["ssh-ed25519 AAAA k"]}]},
+            "storage": {"files": [
+                {"path": "/etc/hostname", "mode": 420, "overwrite": true, "contents": {"inline": "n1\n"}}
+            ]}
+        });
+        assert_eq!(p.butane().expose(), want.to_string());
+        p.password_hash = Some("$y$h".into());
+        p.kernel_args = vec!["quiet".into()];
+        let want = json!({
+            "variant": "fcos",
+            "version": "1.4.0",
+            "passwd": {"users": [{"name": "core", "ssh_authorized_keys": ["ssh-ed25519 AAAA k"], "password_hash": "$y$h"}]},
+            "storage": {"files": [
+                {"path": "/etc/hostname", "mode": 420, "overwrite": true, "contents": {"inline": "n1\n"}}
+            ]},
+            "kernel_arguments": {"should_exist": ["quiet"]}
+        });
+        assert_eq!(p.butane().expose(), want.to_string());
+    }
 }

@@ -280,6 +280,18 @@ fn block_and_window_boundaries_match_go() {
             UNIT.as_bytes().iter().copied().cycle().take(n).collect(),
         ));
     }
+    // Around the size up to which the compressor uses a smaller hash table: long chains of
+    // real 4-byte matches (a two-letter alphabet) and of hash neighbours (wordy text).
+    for &n in &[1_000usize, 4_095, 4_096, 4_097, 5_000] {
+        let mut r = rng(n as u64);
+        cases.push((
+            format!("two letters {n}"),
+            (0..n)
+                .map(|_| if r.gen_bool(0.5) { b'a' } else { b'b' })
+                .collect(),
+        ));
+        cases.push((format!("wordy {n}"), wordy(n as u64 + 1, n)));
+    }
     // Enough literals to hit the 16384-token block limit several times.
     cases.push(("random text 64 KiB".into(), {
         let mut r = rng(99);

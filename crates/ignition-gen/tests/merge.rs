@@ -167,3 +167,189 @@ proptest! {
         let _ = translate("p.bu", &text, &TranslateOptions::default(), &NoFiles);
     }
 }
+
+mod typed_merge {
+    //! `merge_node_layer` (typed, for a child of files, users and kernel arguments) against
+    //! `merge` (through JSON values) on generated configs.
+    use super::*;
+    use slipway_ignition_gen::ignition::{
+        Directory, File, HttpHeader, Link, NodeOwner, PasswdUser, Resource, SpecVersion,
+        Verification,
+    };
+    use slipway_ignition_gen::merge::merge_node_layer;
+
+    fn pick(pool: &'static [&'static str]) -> impl Strategy<Value = String> {
+        proptest::sample::select(pool).prop_map(str::to_string)
+    }
+
+    fn opt<T: std::fmt::Debug + Clone>(
+        s: impl Strategy<Value = T>,
+    ) -> impl Strategy<Value = Option<T>> {
+        proptest::option::of(s)
+    }
+
+    fn owner() -> impl Strategy<Value = NodeOwner> {
+        (opt(0i64..3), opt(pick(&["root", "core"]))).prop_map(|(id, name)| NodeOwner { id, name })
+    }
+
+    fn resource() -> impl Strategy<Value = Resource> {
+        (
+            opt(pick(&["", "gzip"])),
+            proptest::collection::vec(
+                (pick(&["A", "B", "C"]), opt(pick(&["1", "2"])))
+                    .prop_map(|(name, value)| HttpHeader { name, value }),
+                0..3,
+            ),
+            opt(pick(&["data:,a", "data:,b", "http://127.0.0.1/x"])),
+            opt(pick(&["sha256-00", "sha256-11"])),
+        )
+            .prop_map(|(compression, http_headers, source, hash)| Resource {
+                compression,
+                http_headers,
+                source,
+                verification: Verification { hash },
+            })
+    }
+
+    fn file(paths: &'static [&'static str]) -> impl Strategy<Value = File> {
+        (
+            owner(),
+            opt(any::<bool>()),
+            pick(paths),
+            owner(),
+            proptest::collection::vec(resource(), 0..2),
+            resource(),
+            opt(prop_oneof![Just(0o644i64), Just(0o600)]),
+        )
+            .prop_map(
+                |(group, overwrite, path, user, append, contents, mode)| File {
+                    group,
+                    overwrite,
+                    path,
+                    user,
+                    append,
+                    contents,
+                    mode,
+                },
+            )
+    }
+
+    fn strings(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(pick(pool), 0..4)
+    }
+
+    fn user() -> impl Strategy<Value = PasswdUser> {
+        (
+            pick(&["core", "admin"]),
+            strings(&["wheel", "sudo", "docker"]),
+            strings(&["key-a", "key-b", "key-c"]),
+            opt(pick(&["$y$1", "$y$2"])),
+            opt(pick(&["/bin/sh", "/bin/bash"])),
+            opt(1000i64..1002),
+            opt(any::<bool>()),
+        )
+            .prop_map(
+                |(name, groups, ssh_authorized_keys, password_hash, shell, uid, system)| {
+                    PasswdUser {
+                        name,
+                        groups,
+                        ssh_authorized_keys,
+                        password_hash,
+                        shell,
+                        uid,
+                        system,
+                        ..Default::default()
+                    }
+                },
+            )
+    }
+
+    fn version() -> impl Strategy<Value = SpecVersion> {
+        proptest::sample::select(SpecVersion::ALL.to_vec())
+    }
+
+    /// Keys once each, as in any merge result.
+    fn dedup<T>(mut v: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
+        let mut seen = std::collections::HashSet::new();
+        v.retain(|x| seen.insert(key(x)));
+        v
+    }
+
+    fn base() -> impl Strategy<Value = Config> {
+        (
+            version(),
+            proptest::collection::vec(file(&["/a", "/b", "/c"]), 0..4),
+            proptest::collection::vec(user(), 0..3),
+            strings(&["a", "b", "c", "d"]),
+            strings(&["a", "b", "c", "d"]),
+            any::<bool>(),
+        )
+            .prop_map(|(v, files, users, se, sne, dirs)| {
+                let mut c = Config::new(v);
+                c.storage.files = dedup(files, |f| f.path.clone());
+                c.passwd.users = dedup(users, |u| u.name.clone());
+                let se = dedup(se, Clone::clone);
+                c.kernel_arguments.should_not_exist = dedup(sne, Clone::clone)
+                    .into_iter()
+                    .filter(|a| !se.contains(a))
+                    .collect();
+                c.kernel_arguments.should_exist = se;
+                if dirs {
+                    c.storage.directories.push(Directory {
+                        path: "/d".into(),
+                        ..Default::default()
+                    });
+                    c.storage.links.push(Link {
+                        path: "/l".into(),
+                        target: Some("/a".into()),
+                        ..Default::default()
+                    });
+                }
+                c
+            })
+    }
+
+    fn child() -> impl Strategy<Value = Config> {
+        (
+            version(),
+            proptest::collection::vec(file(&["/a", "/b", "/e", "/d", "/l"]), 0..4),
+            proptest::collection::vec(user(), 0..3),
+            strings(&["a", "b", "c", "e"]),
+            strings(&["a", "b", "e"]),
+        )
+            .prop_map(|(v, files, users, se, sne)| {
+                let mut c = Config::new(v);
+                c.storage.files = files;
+                c.passwd.users = users;
+                c.kernel_arguments.should_exist = se;
+                c.kernel_arguments.should_not_exist = sne;
+                c
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn typed_merge_is_merge(base in base(), child in child()) {
+            let slow = merge(&[("base".into(), base.clone()), ("child".into(), child.clone())]);
+            match merge_node_layer(&base, &child) {
+                Some(fast) => prop_assert_eq!(Ok(fast), slow),
+                None => prop_assert!(slow.is_err(), "declined a mergeable child"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_with_anything_else_is_declined() {
+        let base = Config::new(SpecVersion::V3_3);
+        let mut child = Config::new(SpecVersion::V3_3);
+        child.storage.links.push(Link {
+            path: "/l".into(),
+            target: Some("/a".into()),
+            ..Default::default()
+        });
+        assert_eq!(merge_node_layer(&base, &child), None);
+        child.storage.links.clear();
+        assert!(merge_node_layer(&base, &child).is_some());
+    }
+}

@@ -22,8 +22,13 @@ fn is_unreserved(c: u8) -> bool {
 
 /// `dataurl.Escape`.
 pub fn escape(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(data.len() * 2);
+    escape_into(data, &mut out);
+    out
+}
+
+fn escape_into(data: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in data {
         if is_unreserved(b) {
             out.push(b as char);
@@ -33,7 +38,6 @@ pub fn escape(data: &[u8]) -> String {
             out.push(HEX[(b & 0xf) as usize] as char);
         }
     }
-    out
 }
 
 /// Gzip like Go's `gzip.NewWriterLevel(w, gzip.BestCompression)`: byte for byte what Butane
@@ -52,42 +56,59 @@ pub struct DataUrl {
 }
 
 /// `MakeDataURL(contents, currentCompression, allowCompression, false)`.
+///
+/// The candidates are compared by length, which is known without writing them out, so only
+/// the winner is built (and gzip runs only when it could win).
 pub fn make_data_url(
     contents: &[u8],
     current_compression: Option<&str>,
     allow_compression: bool,
 ) -> DataUrl {
+    const BASE64: &str = ";base64,";
+    let b64 = &base64::engine::general_purpose::STANDARD;
     let user_compressed = current_compression.is_some_and(|c| !c.is_empty());
     let mut compression = if user_compressed {
         None
     } else {
         Some(String::new())
     };
-    let mut opaque = format!(",{}", escape(contents));
-    let b64 = format!(
-        ";base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(contents)
-    );
-    if b64.len() < opaque.len() {
-        opaque = b64;
-    }
+    let escaped_len = 1 + contents
+        .iter()
+        .map(|&b| if is_unreserved(b) { 1 } else { 3 })
+        .sum::<usize>();
+    let base64_len = BASE64.len() + contents.len().div_ceil(3) * 4;
+    let mut best_len = escaped_len.min(base64_len);
+    let mut gzipped = None;
     // Gzip can only win if its URL (at least ";base64," and the base64 of the smallest
     // gzip) plus "gzip" is shorter, so tiny contents skip compressing.
-    let min_gz = ";base64,".len() + super::goflate::MIN_GZIP_LEN.div_ceil(3) * 4;
-    if !user_compressed && allow_compression && min_gz + "gzip".len() < opaque.len() {
-        let gz = format!(
-            ";base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(gzip_best(contents))
-        );
-        if gz.len() + "gzip".len() < opaque.len() {
-            opaque = gz;
+    let min_gz = BASE64.len() + super::goflate::MIN_GZIP_LEN.div_ceil(3) * 4;
+    if !user_compressed && allow_compression && min_gz + "gzip".len() < best_len {
+        let gz = gzip_best(contents);
+        let gz_len = BASE64.len() + gz.len().div_ceil(3) * 4;
+        if gz_len + "gzip".len() < best_len {
+            best_len = gz_len;
+            gzipped = Some(gz);
             compression = Some("gzip".to_string());
         }
     }
-    DataUrl {
-        url: format!("data:{opaque}"),
-        compression,
+    let mut url = String::with_capacity("data:".len() + best_len);
+    url.push_str("data:");
+    match gzipped {
+        Some(gz) => {
+            url.push_str(BASE64);
+            b64.encode_string(gz, &mut url);
+        }
+        // Base64 only when strictly shorter.
+        None if base64_len < escaped_len => {
+            url.push_str(BASE64);
+            b64.encode_string(contents, &mut url);
+        }
+        None => {
+            url.push(',');
+            escape_into(contents, &mut url);
+        }
     }
+    DataUrl { url, compression }
 }
 
 #[cfg(test)]

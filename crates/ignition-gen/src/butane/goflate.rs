@@ -36,7 +36,8 @@ const MAX_FLATE_BLOCK_TOKENS: usize = 1 << 14;
 const MAX_STORE_BLOCK_SIZE: usize = 65535;
 const HASH_BITS: u32 = 17;
 const HASH_SIZE: usize = 1 << HASH_BITS;
-const HASH_MASK: u32 = (1 << HASH_BITS) - 1;
+/// Hash bits for inputs of at most [`CHAIN`] bytes (see [`Deflater::start`]).
+const SMALL_HASH_BITS: u32 = 11;
 const HASH_MUL: u32 = 0x1e35a7bd;
 
 /// Level 9 (`BestCompression`) parameters from Go's `levels` table.
@@ -128,9 +129,10 @@ fn match_len(a: &[u8], b: &[u8]) -> usize {
         .count()
 }
 
-fn hash4(b: &[u8]) -> u32 {
+/// Go's `hash4` (`bits` = 17), or a coarser hash with fewer bits.
+fn hash4(b: &[u8], bits: u32) -> u32 {
     let v = u32::from(b[3]) | u32::from(b[2]) << 8 | u32::from(b[1]) << 16 | u32::from(b[0]) << 24;
-    v.wrapping_mul(HASH_MUL) >> (32 - HASH_BITS)
+    v.wrapping_mul(HASH_MUL) >> (32 - bits)
 }
 
 fn reverse_bits(number: u16, bit_length: u16) -> u16 {
@@ -144,15 +146,6 @@ fn reverse_bits(number: u16, bit_length: u16) -> u16 {
 struct LiteralNode {
     literal: u16,
     freq: i32,
-}
-
-#[derive(Clone, Copy, Default)]
-struct LevelInfo {
-    level: usize,
-    last_freq: i32,
-    next_char_freq: i32,
-    next_pair_freq: i32,
-    needed: i32,
 }
 
 const MAX_BITS_LIMIT: usize = 16;
@@ -236,7 +229,10 @@ impl HuffmanEncoder {
 
     /// `bitCounts`: how many literals get each code length (package-merge by levels).
     /// Fills `self.bit_count[1..=max]` and returns the (possibly lowered) `max`.
+    ///
+    /// Go's `levelInfo` structs are kept as one array per field (`level` is the index).
     fn bit_counts(&mut self, max_bits: usize) -> usize {
+        const N: usize = MAX_BITS_LIMIT + 2;
         let list = &mut self.list;
         let n = list.len();
         list.push(LiteralNode {
@@ -245,57 +241,59 @@ impl HuffmanEncoder {
         });
         let max_bits = max_bits.min(n - 1);
 
-        let mut levels = [LevelInfo::default(); MAX_BITS_LIMIT + 1];
+        let mut last_freq = [0i32; N];
+        let mut next_char_freq = [0i32; N];
+        let mut next_pair_freq = [0i32; N];
+        let mut needed = [0i32; N];
         let mut leaf_counts = [[0i32; MAX_BITS_LIMIT + 1]; MAX_BITS_LIMIT + 1];
         for level in 1..=max_bits {
-            levels[level] = LevelInfo {
-                level,
-                last_freq: list[1].freq,
-                next_char_freq: list[2].freq,
-                next_pair_freq: list[0].freq.saturating_add(list[1].freq),
-                needed: 0,
+            last_freq[level] = list[1].freq;
+            next_char_freq[level] = list[2].freq;
+            next_pair_freq[level] = if level == 1 {
+                i32::MAX
+            } else {
+                list[0].freq.saturating_add(list[1].freq)
             };
             leaf_counts[level][level] = 2;
-            if level == 1 {
-                levels[level].next_pair_freq = i32::MAX;
-            }
         }
-        levels[max_bits].needed = 2 * n as i32 - 4;
+        needed[max_bits] = 2 * n as i32 - 4;
 
         let mut level = max_bits;
         loop {
-            let l = levels[level];
-            if l.next_pair_freq == i32::MAX && l.next_char_freq == i32::MAX {
+            if next_pair_freq[level] == i32::MAX && next_char_freq[level] == i32::MAX {
                 // Out of both leaves and pairs: never come back to this level or below.
-                levels[level].needed = 0;
-                levels[level + 1].next_pair_freq = i32::MAX;
+                needed[level] = 0;
+                next_pair_freq[level + 1] = i32::MAX;
                 level += 1;
                 continue;
             }
-            let prev_freq = l.last_freq;
-            if l.next_char_freq < l.next_pair_freq {
+            let prev_freq = last_freq[level];
+            if next_char_freq[level] < next_pair_freq[level] {
                 // The next item on this row is a leaf.
                 let nn = leaf_counts[level][level] + 1;
-                levels[level].last_freq = l.next_char_freq;
+                last_freq[level] = next_char_freq[level];
                 leaf_counts[level][level] = nn;
-                levels[level].next_char_freq = list[nn as usize].freq;
+                next_char_freq[level] = list[nn as usize].freq;
             } else {
-                // The next item is a pair from the row below.
-                levels[level].last_freq = l.next_pair_freq;
-                let (lower, upper) = leaf_counts.split_at_mut(level);
-                upper[0][..level].copy_from_slice(&lower[level - 1][..level]);
-                levels[l.level - 1].needed = 2;
+                // The next item is a pair from the row below. Go copies
+                // leafCounts[level-1][:level] into this row; copying the whole row is a
+                // fixed-size move, entry `level` (this level's own leaf count) is kept, and
+                // entries above it are never read.
+                last_freq[level] = next_pair_freq[level];
+                let own = leaf_counts[level][level];
+                leaf_counts[level] = leaf_counts[level - 1];
+                leaf_counts[level][level] = own;
+                needed[level - 1] = 2;
             }
-            levels[level].needed -= 1;
-            if levels[level].needed == 0 {
+            needed[level] -= 1;
+            if needed[level] == 0 {
                 if level == max_bits {
                     break;
                 }
-                levels[level + 1].next_pair_freq =
-                    prev_freq.saturating_add(levels[level].last_freq);
+                next_pair_freq[level + 1] = prev_freq.saturating_add(last_freq[level]);
                 level += 1;
             } else {
-                while levels[level - 1].needed > 0 {
+                while needed[level - 1] > 0 {
                     level -= 1;
                 }
             }
@@ -707,6 +705,9 @@ struct Deflater {
     /// The smallest `hash_offset` the next stream may start at so that no value left in the
     /// tables from earlier streams is reachable (see [`Deflater::start`]).
     next_base: i64,
+    /// Bits of the hash that picks a position's chain: Go's 17, or [`SMALL_HASH_BITS`] for
+    /// a stream of at most [`CHAIN`] bytes.
+    hash_bits: u32,
     w: BitWriter,
 }
 
@@ -728,6 +729,7 @@ impl Deflater {
             hash_prev: vec![0; WINDOW_SIZE],
             hash_offset: 1,
             next_base: 1,
+            hash_bits: HASH_BITS,
             w: BitWriter::new(),
         }
     }
@@ -744,6 +746,17 @@ impl Deflater {
             self.next_base = 1;
         }
         self.hash_offset = self.next_base;
+        // A chain holds every earlier position whose 4-byte hash matches. A coarser hash
+        // only adds positions whose first 4 bytes differ, which never match (a match needs 4
+        // equal bytes) and keep their order, so `find_match` finds the same match, as long
+        // as the extra positions never use up its `CHAIN` tries: with at most `CHAIN` bytes
+        // of input no chain is that long. The small table stays in cache; Go's 512 KiB one
+        // does not, and short inline files are most of what Butane compresses.
+        self.hash_bits = if input_len <= CHAIN {
+            SMALL_HASH_BITS
+        } else {
+            HASH_BITS
+        };
         self.chain_head = -1;
         self.index = 0;
         self.window_end = 0;
@@ -810,7 +823,10 @@ impl Deflater {
     }
 
     fn insert(&mut self, index: usize) -> i64 {
-        let h = hash4(&self.window[index..index + MIN_MATCH_LENGTH]) & HASH_MASK;
+        let h = hash4(
+            &self.window[index..index + MIN_MATCH_LENGTH],
+            self.hash_bits,
+        );
         let head = self.hash_head[h as usize];
         self.hash_prev[index & WINDOW_MASK] = head;
         self.hash_head[h as usize] = (index as i64 + self.hash_offset) as u32;
