@@ -252,6 +252,7 @@ impl<E: Effects> Executor<'_, E> {
                 first = false;
                 rec.started = true;
                 rec.error = None;
+                rec.started_unix_ms.get_or_insert_with(unix_ms);
                 let (total, done) = (rec.steps.len(), rec.done);
                 j.save(self.state)?;
                 (step, total, done)
@@ -265,6 +266,9 @@ impl<E: Effects> Executor<'_, E> {
                     let rec = &mut j.nodes[i];
                     rec.done += 1;
                     rec.started = false;
+                    if rec.is_done() {
+                        rec.finished_unix_ms = Some(unix_ms());
+                    }
                     rec.boot_id_before = None;
                     rec.reboot_sent = false;
                     rec.reboot_attempts = 0;
@@ -895,6 +899,13 @@ impl<E: Effects> Executor<'_, E> {
             self.effects.sleep(POLL);
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn booted_os(f: &NodeFacts) -> Option<&str> {

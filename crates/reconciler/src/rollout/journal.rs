@@ -121,6 +121,12 @@ pub struct NodeRecord {
     pub cordoned: bool,
     /// The last failure, if any.
     pub error: Option<String>,
+    /// When its first step started (Unix milliseconds).
+    #[serde(default)]
+    pub started_unix_ms: Option<u64>,
+    /// When its last step finished (Unix milliseconds).
+    #[serde(default)]
+    pub finished_unix_ms: Option<u64>,
 }
 
 impl NodeRecord {
@@ -309,6 +315,8 @@ mod tests {
             reboot_attempts: 0,
             cordoned: false,
             error: None,
+            started_unix_ms: None,
+            finished_unix_ms: None,
         }
     }
 

@@ -251,6 +251,8 @@ pub fn new_journal(plan: &Plan, prepared: &reconcile_cmd::Prepared, now: u64) ->
                 reboot_attempts: 0,
                 cordoned: false,
                 error: None,
+                started_unix_ms: None,
+                finished_unix_ms: None,
             });
         }
     }
