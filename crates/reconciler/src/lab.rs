@@ -380,13 +380,15 @@ fn held_back_files(name: &str) -> [String; 2] {
 fn git_init(dir: &Path) -> Result<()> {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
-    git2::Repository::init_opts(dir, &opts).map(|_| ()).map_err(|e| {
-        anyhow!(
-            "creating a git repository in {}: {}",
-            dir.display(),
-            e.message()
-        )
-    })
+    git2::Repository::init_opts(dir, &opts)
+        .map(|_| ())
+        .map_err(|e| {
+            anyhow!(
+                "creating a git repository in {}: {}",
+                dir.display(),
+                e.message()
+            )
+        })
 }
 
 /// A port on 127.0.0.1 nothing listens on now.

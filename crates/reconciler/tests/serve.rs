@@ -176,10 +176,9 @@ format = "json"
             nix::sys::signal::SIGTERM,
         )
         .unwrap();
-        let status = eventually("the daemon to stop", Duration::from_secs(120), || {
+        eventually("the daemon to stop", Duration::from_secs(120), || {
             self.child.try_wait().unwrap()
-        });
-        status
+        })
     }
 }
 
