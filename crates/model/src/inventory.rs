@@ -106,6 +106,19 @@ pub struct RawK3s {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub version: Option<Spanned<String>>,
+    /// The channel server's JSON (`slipway serve` follows `channel` there); default: K3s's.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub channel_url: Option<Spanned<String>>,
+    /// Following a channel, never go past this version (e.g. `v1.30.99+k3s9` stays on 1.30).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub no_newer_than: Option<Spanned<String>>,
+    /// Where release files are downloaded from (`<download_url>/<version>/k3s` and
+    /// `sha256sum-amd64.txt`); default: K3s's GitHub releases.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub download_url: Option<Spanned<String>>,
     /// Pod network, set explicitly (K3s's flannel needs it).
     #[schemars(with = "String")]
     pub cluster_cidr: Spanned<String>,
@@ -533,6 +546,12 @@ pub enum K3sRelease {
 pub struct K3s {
     /// Version source.
     pub release: K3sRelease,
+    /// The channel server's JSON URL, when not K3s's own.
+    pub channel_url: Option<String>,
+    /// Following a channel: the newest version allowed.
+    pub no_newer_than: Option<String>,
+    /// The release download base, when not K3s's own.
+    pub download_url: Option<String>,
     /// Pod network.
     pub cluster_cidr: Ipv4Net,
     /// Service network.
@@ -834,6 +853,21 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
         (None, Some(c)) => K3sRelease::Channel(c.to_string()),
         (None, None) => K3sRelease::Channel("stable".into()),
     };
+    if let Some(cap) = &raw.k3s.no_newer_than {
+        if !is_k3s_version(cap) {
+            cx.err(
+                location_of(file, cap.span()),
+                format!("`{}` is not a K3s version", cap.as_str()),
+                Some("K3s versions look like `v1.30.4+k3s1`".into()),
+            );
+        } else if raw.k3s.version.is_some() {
+            cx.err(
+                location_of(file, cap.span()),
+                "k3s: `no_newer_than` caps a channel, but `version` pins one",
+                Some("remove `no_newer_than`, or follow a `channel` instead of the pin".into()),
+            );
+        }
+    }
     let cluster_cidr = parse_cidr(cx, file, &raw.k3s.cluster_cidr, "cluster_cidr");
     let service_cidr = parse_cidr(cx, file, &raw.k3s.service_cidr, "service_cidr");
     if let (Some(a), Some(b)) = (cluster_cidr, service_cidr) {
@@ -1016,6 +1050,9 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
         },
         k3s: K3s {
             release,
+            channel_url: spanned_opt(&raw.k3s.channel_url),
+            no_newer_than: spanned_opt(&raw.k3s.no_newer_than),
+            download_url: spanned_opt(&raw.k3s.download_url),
             cluster_cidr: cluster_cidr?,
             service_cidr: service_cidr?,
             disable,

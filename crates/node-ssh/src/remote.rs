@@ -21,6 +21,12 @@
 //! previous tree back under the public name before doing anything else, and
 //! removes every leftover.
 //!
+//! Besides files, a tree may hold symbolic links ([`RemoteFile::symlink`]),
+//! created in the upload folder after every file and before the swap — e.g.
+//! a link to a persistent folder of large files that outlives every tree,
+//! so they are uploaded once rather than with each tree. Removing a tree
+//! removes its links, never what they point at.
+//!
 //! One publisher per target at a time: a second concurrent publisher to the
 //! same `<parent>/<name>` would remove the first one's upload as a leftover.
 
@@ -54,21 +60,49 @@ pub struct RemoteEntry {
     pub size: u64,
 }
 
-/// One file of a tree to publish.
+/// One file (or symbolic link) of a tree to publish.
 #[derive(Clone, Copy)]
 pub struct RemoteFile<'a> {
     /// Path relative to the tree's root, `/`-separated, e.g. `ipxe/aa-bb.ipxe`.
     pub path: &'a str,
-    /// The bytes. Never printed (they may be secret).
+    /// The bytes (never printed: they may be secret); for a symbolic link,
+    /// its target (UTF-8, e.g. `../site.artifacts`).
     pub contents: &'a [u8],
-    /// Exact permission bits, e.g. `0o644` or `0o600`.
+    /// Exact permission bits, e.g. `0o644` or `0o600` (ignored for a link).
     pub mode: u32,
+    /// [`RemoteKind::File`] or [`RemoteKind::Symlink`]; anything else is
+    /// refused by [`replace_tree`].
+    pub kind: RemoteKind,
+}
+
+impl<'a> RemoteFile<'a> {
+    /// A regular file with exactly these permission bits.
+    pub fn file(path: &'a str, contents: &'a [u8], mode: u32) -> Self {
+        RemoteFile {
+            path,
+            contents,
+            mode,
+            kind: RemoteKind::File,
+        }
+    }
+
+    /// A symbolic link at `path` whose content is `target` (relative targets
+    /// are resolved from the link's folder, so they survive the swap).
+    pub fn symlink(path: &'a str, target: &'a str) -> Self {
+        RemoteFile {
+            path,
+            contents: target.as_bytes(),
+            mode: 0o777,
+            kind: RemoteKind::Symlink,
+        }
+    }
 }
 
 impl fmt::Debug for RemoteFile<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteFile")
             .field("path", &self.path)
+            .field("kind", &self.kind)
             .field("len", &self.contents.len())
             .field("mode", &format_args!("{:o}", self.mode))
             .finish()
@@ -78,10 +112,12 @@ impl fmt::Debug for RemoteFile<'_> {
 /// What [`replace_tree`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplaceReport {
-    /// Files uploaded.
+    /// Files uploaded (symbolic links not counted).
     pub files: usize,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// Symbolic links created.
+    pub links: usize,
     /// Whether a previously published tree was replaced (false: first publish).
     pub replaced_previous: bool,
     /// Whether a tree left at the backup name by an interrupted publish was
@@ -103,8 +139,9 @@ const DIR_MODE: u32 = 0o755;
 /// plain name (e.g. a generation id).
 ///
 /// Creates `parent` if needed. File paths must be relative and plain (no
-/// `..`, `.`, empty segments or NUL); they are checked before anything
-/// remote is touched.
+/// `..`, `.`, empty segments or NUL), and a link's target non-empty UTF-8
+/// without NUL; they are checked before anything remote is touched. Links
+/// are created after every file.
 pub fn replace_tree<C: NodeConn + ?Sized>(
     conn: &mut C,
     node: &str,
@@ -122,8 +159,27 @@ pub fn replace_tree<C: NodeConn + ?Sized>(
         });
     }
     let mut dirs = std::collections::BTreeSet::new();
+    let mut links = Vec::new();
     for f in files {
         check_relative(f.path)?;
+        match f.kind {
+            RemoteKind::File => {}
+            RemoteKind::Symlink => match std::str::from_utf8(f.contents) {
+                Ok(t) if !t.is_empty() && !t.contains('\0') => links.push((f.path, t)),
+                _ => {
+                    return Err(SshError::UnsafeRemotePath {
+                        path: f.path.to_string(),
+                        reason: "a link's target must be non-empty UTF-8 without NUL",
+                    })
+                }
+            },
+            RemoteKind::Dir | RemoteKind::Other => {
+                return Err(SshError::UnsafeRemotePath {
+                    path: f.path.to_string(),
+                    reason: "only files and symbolic links can be published",
+                })
+            }
+        }
         let mut parts: Vec<&str> = f.path.split('/').collect();
         parts.pop();
         for i in 1..=parts.len() {
@@ -146,10 +202,14 @@ pub fn replace_tree<C: NodeConn + ?Sized>(
         for dir in &dirs {
             conn.make_dirs(&join(&upload, dir), DIR_MODE)?;
         }
-        for f in files {
+        for f in files.iter().filter(|f| f.kind == RemoteKind::File) {
             conn.write_file(&join(&upload, f.path), f.contents, f.mode)?;
             report.files += 1;
             report.bytes += f.contents.len() as u64;
+        }
+        for (path, target) in &links {
+            conn.symlink(target, &join(&upload, path))?;
+            report.links += 1;
         }
         Ok(())
     })();
@@ -303,6 +363,7 @@ mod tests {
     enum Node {
         Dir,
         File(Vec<u8>, u32),
+        Link(String),
     }
 
     /// An in-memory SFTP-like file system with SFTP v3 rename semantics
@@ -454,6 +515,7 @@ mod tests {
                     let kind = match self.fs[&format!("{path}/{name}")] {
                         Node::Dir => RemoteKind::Dir,
                         Node::File(..) => RemoteKind::File,
+                        Node::Link(_) => RemoteKind::Symlink,
                     };
                     RemoteEntry {
                         name,
@@ -467,14 +529,22 @@ mod tests {
         fn metadata(&mut self, path: &str) -> Result<Option<RemoteEntry>, SshError> {
             Ok(self.fs.get(path).map(|n| RemoteEntry {
                 name: path.rsplit('/').next().unwrap().into(),
-                kind: if *n == Node::Dir {
-                    RemoteKind::Dir
-                } else {
-                    RemoteKind::File
+                kind: match n {
+                    Node::Dir => RemoteKind::Dir,
+                    Node::File(..) => RemoteKind::File,
+                    Node::Link(_) => RemoteKind::Symlink,
                 },
                 mode: 0,
                 size: 0,
             }))
+        }
+        fn symlink(&mut self, target: &str, link: &str) -> Result<(), SshError> {
+            self.hit("symlink", link)?;
+            if !self.parent_is_dir(link) || self.fs.contains_key(link) {
+                return Err(Self::err("symlink", link, "no such folder or exists"));
+            }
+            self.fs.insert(link.into(), Node::Link(target.into()));
+            Ok(())
         }
     }
 
@@ -493,11 +563,7 @@ mod tests {
     ) -> Result<ReplaceReport, SshError> {
         let files: Vec<RemoteFile<'_>> = files
             .iter()
-            .map(|(p, b, m)| RemoteFile {
-                path: p,
-                contents: b.as_bytes(),
-                mode: *m,
-            })
+            .map(|(p, b, m)| RemoteFile::file(p, b.as_bytes(), *m))
             .collect();
         replace_tree(c, "router", "/www", "slipway", id, &files)
     }
@@ -627,11 +693,7 @@ mod tests {
             ("slipway", "", "boot.ipxe"),
         ] {
             let mut c = MemConn::with_root();
-            let f = [RemoteFile {
-                path,
-                contents: b"x",
-                mode: 0o644,
-            }];
+            let f = [RemoteFile::file(path, b"x", 0o644)];
             let err = replace_tree(&mut c, "router", "/www", name, id, &f).unwrap_err();
             assert!(
                 matches!(err, SshError::UnsafeRemotePath { .. }),
@@ -642,12 +704,59 @@ mod tests {
     }
 
     #[test]
+    fn links_are_made_in_the_upload_before_the_swap_and_removed_with_their_tree_only() {
+        let mut c = MemConn::with_root();
+        c.make_dirs("/www/slipway.artifacts/ab", 0o755).unwrap();
+        c.write_file("/www/slipway.artifacts/ab/kernel", b"K", 0o644)
+            .unwrap();
+        let v1 = site("v1");
+        let mut files: Vec<RemoteFile<'_>> = v1
+            .iter()
+            .map(|(p, b, m)| RemoteFile::file(p, b.as_bytes(), *m))
+            .collect();
+        files.insert(0, RemoteFile::symlink("artifacts", "../slipway.artifacts"));
+        c.ops.clear();
+        let r = replace_tree(&mut c, "router", "/www", "slipway", "1", &files).unwrap();
+        assert_eq!((r.files, r.links), (3, 1));
+        // Made inside the upload folder, after the files, before the swap.
+        let at = |op: &str| c.ops.iter().position(|o| o.starts_with(op)).unwrap();
+        assert!(c.ops[at("symlink")].ends_with("/www/.slipway.slipway-upload-1/artifacts"));
+        assert!(c.ops.iter().rposition(|o| o.starts_with("write")).unwrap() < at("symlink"));
+        assert!(at("symlink") < at("rename"));
+        assert_eq!(
+            c.fs["/www/slipway/artifacts"],
+            Node::Link("../slipway.artifacts".into())
+        );
+        // The next tree replaces the link; what it pointed at stays.
+        publish(&mut c, "2", &site("v2")).unwrap();
+        assert!(!c.fs.contains_key("/www/slipway/artifacts"));
+        assert_eq!(
+            c.fs["/www/slipway.artifacts/ab/kernel"],
+            Node::File(b"K".to_vec(), 0o644)
+        );
+    }
+
+    #[test]
+    fn bad_links_and_kinds_are_refused_before_touching_the_remote() {
+        for f in [
+            RemoteFile::symlink("artifacts", ""),
+            RemoteFile::symlink("artifacts", "a\0b"),
+            RemoteFile::symlink("../artifacts", "x"),
+            RemoteFile {
+                kind: RemoteKind::Dir,
+                ..RemoteFile::file("d", b"", 0o755)
+            },
+        ] {
+            let mut c = MemConn::with_root();
+            let err = replace_tree(&mut c, "router", "/www", "slipway", "1", &[f]).unwrap_err();
+            assert!(matches!(err, SshError::UnsafeRemotePath { .. }), "{err:?}");
+            assert!(c.ops.is_empty(), "{:?}", c.ops);
+        }
+    }
+
+    #[test]
     fn debug_of_a_remote_file_never_shows_its_bytes() {
-        let f = RemoteFile {
-            path: "ignition/n1.ign",
-            contents: b"K3S-SECRET-TOKEN",
-            mode: 0o600,
-        };
+        let f = RemoteFile::file("ignition/n1.ign", b"K3S-SECRET-TOKEN", 0o600);
         let shown = format!("{f:?}");
         assert!(!shown.contains("K3S-SECRET"), "{shown}");
         assert!(shown.contains("600") && shown.contains("ignition/n1.ign"));

@@ -107,7 +107,7 @@ fn index_path(state: &Path) -> PathBuf {
 }
 
 /// Numeric components of a version (`40.20240906.3.0`, `v1.30.4+k3s1`), for ordering.
-fn version_key(v: &str) -> Vec<u64> {
+pub fn version_key(v: &str) -> Vec<u64> {
     v.split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .filter_map(|s| s.parse().ok())
@@ -178,6 +178,13 @@ impl ArtifactIndex {
                 .k3s
                 .keys()
                 .filter(|v| !self.failed.k3s.contains(*v))
+                .filter(|v| {
+                    cluster
+                        .k3s
+                        .no_newer_than
+                        .as_deref()
+                        .is_none_or(|cap| version_key(v) <= version_key(cap))
+                })
                 .max_by_key(|v| version_key(v))
                 .cloned()
                 .with_context(|| format!("no K3s version of channel {c} is in the artifact store: run `slipway mirror`"))?,
@@ -231,5 +238,71 @@ mod tests {
         assert!(version_key("40.20240906.3.0") > version_key("40.20240825.3.0"));
         assert!(version_key("41.20241001.1.0") > version_key("40.20241231.3.0"));
         assert!(version_key("v1.30.10+k3s1") > version_key("v1.30.9+k3s2"));
+    }
+
+    fn entry(name: &str) -> ArtifactRef {
+        ArtifactRef {
+            name: name.into(),
+            sha256: slipway_pxe_publisher::Sha256Digest::of(name.as_bytes()),
+            size: 1,
+            signature_available: false,
+        }
+    }
+
+    #[test]
+    fn following_a_channel_or_stream_skips_failed_releases_and_respects_caps() {
+        let mut idx = ArtifactIndex::default();
+        for r in ["40.20240906.3.0", "40.20241019.3.0", "40.20241103.3.0"] {
+            idx.fcos.insert(
+                r.into(),
+                FcosEntry {
+                    kernel: entry("k"),
+                    initramfs: entry("i"),
+                    rootfs: entry("r"),
+                    metal: entry("m"),
+                },
+            );
+        }
+        for v in ["v1.30.4+k3s1", "v1.30.6+k3s1", "v1.31.1+k3s1"] {
+            idx.k3s.insert(
+                v.into(),
+                K3sEntry {
+                    binary: entry("k3s"),
+                    install_script: entry("install.sh"),
+                },
+            );
+        }
+        let files = crate::repo_fs::read_repo(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-repo-example"),
+        )
+        .unwrap();
+        let (inv, _) = slipway_model::inventory::load(&files);
+        let mut cluster = inv.unwrap().cluster;
+        cluster.k3s.release = K3sRelease::Channel("stable".into());
+        let r = idx.resolve(&cluster).unwrap();
+        assert_eq!(
+            (r.fcos_release.as_str(), r.k3s_version.as_str()),
+            ("40.20241103.3.0", "v1.31.1+k3s1")
+        );
+        idx.failed.fcos.insert("40.20241103.3.0".into());
+        idx.failed.k3s.insert("v1.31.1+k3s1".into());
+        let r = idx.resolve(&cluster).unwrap();
+        assert_eq!(
+            (r.fcos_release.as_str(), r.k3s_version.as_str()),
+            ("40.20241019.3.0", "v1.30.6+k3s1")
+        );
+        cluster.k3s.no_newer_than = Some("v1.30.5+k3s1".into());
+        cluster.fcos.no_newer_than = Some("40.20241001.3.0".into());
+        let r = idx.resolve(&cluster).unwrap();
+        assert_eq!(
+            (r.fcos_release.as_str(), r.k3s_version.as_str()),
+            ("40.20240906.3.0", "v1.30.4+k3s1")
+        );
+        // A pin still names a failed release (the operator asked for it).
+        cluster.fcos.release = Some("40.20241103.3.0".into());
+        assert_eq!(
+            idx.resolve(&cluster).unwrap().fcos_release,
+            "40.20241103.3.0"
+        );
     }
 }

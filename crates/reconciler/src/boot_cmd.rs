@@ -1,5 +1,6 @@
-//! `slipway render`, `slipway boot-server`, `slipway publish --rollback`, `slipway artifacts`.
+//! `slipway render`, `slipway boot-server`, `slipway publish --rollback | --to`, `slipway artifacts`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,7 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use slipway_ignition_gen::profile::{to_human_yaml, ClusterState};
-use slipway_pxe_publisher::{Publisher, ServerState, DEFAULT_TOKEN_TTL};
+use slipway_node_ssh::{fingerprint_of_public, Auth, HostKeyPin, NodeConnector, Ssh2Connector};
+use slipway_pxe_publisher::{
+    static_site, BaseUrl, Generation, GenerationId, GenerationInput, Publisher, SecretIgnition,
+    ServerState, DEFAULT_TOKEN_TTL,
+};
 
 use crate::artifacts::{self, ArtifactIndex, FcosEntry, K3sEntry};
 use crate::cmdline::{ArtifactsCommand, RepoArgs};
@@ -62,6 +67,33 @@ pub fn render(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Render every node and publish the result as the state folder's newest local generation
+/// (what `boot-server` serves and `publish --to` uploads). `arm` must name inventory nodes.
+fn publish_local(
+    loaded: &desired::Loaded,
+    state: &Path,
+    arm: &[String],
+    existing: bool,
+) -> Result<(GenerationId, Generation, GenerationInput)> {
+    for n in arm {
+        if loaded.inventory.node(n).is_none() {
+            bail!("--arm {n}: no such node in the inventory");
+        }
+    }
+    let resolved = ArtifactIndex::load(state)?.resolve(&loaded.inventory.cluster)?;
+    let rendered = desired::render(loaded, &resolved, cluster_state(existing), None)?;
+    let input = desired::generation_input(loaded, &resolved, &rendered)?;
+    let publisher = Publisher::open(state.join("generations"), KEEP_GENERATIONS)
+        .context("opening the generations folder")?;
+    let id = publisher
+        .publish(&input)
+        .map_err(|e| anyhow!("publishing: {e}"))?;
+    let generation = publisher
+        .load(&id)
+        .map_err(|e| anyhow!("loading generation {}: {e}", id.as_str()))?;
+    Ok((id, generation, input))
+}
+
 /// `slipway boot-server`: render, publish a generation, arm, serve until Ctrl-C.
 pub fn boot_server(
     repo: &RepoArgs,
@@ -71,22 +103,7 @@ pub fn boot_server(
     existing: bool,
 ) -> Result<ExitCode> {
     let loaded = desired::load(repo)?;
-    for n in arm {
-        if loaded.inventory.node(n).is_none() {
-            bail!("--arm {n}: no such node in the inventory");
-        }
-    }
-    let resolved = ArtifactIndex::load(state)?.resolve(&loaded.inventory.cluster)?;
-    let rendered = desired::render(&loaded, &resolved, cluster_state(existing), None)?;
-    let input = desired::generation_input(&loaded, &resolved, &rendered)?;
-    let publisher = Publisher::open(state.join("generations"), KEEP_GENERATIONS)
-        .context("opening the generations folder")?;
-    let id = publisher
-        .publish(&input)
-        .map_err(|e| anyhow!("publishing: {e}"))?;
-    let generation = publisher
-        .load(&id)
-        .map_err(|e| anyhow!("loading generation {}: {e}", id.as_str()))?;
+    let (id, generation, input) = publish_local(&loaded, state, arm, existing)?;
     let server = ServerState::new(artifacts::store_dir(state));
     server.activate(generation, input.ignitions());
     for n in arm {
@@ -123,6 +140,127 @@ pub fn boot_server(
             .await
             .map_err(|e| anyhow!("serving: {e}"))
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `slipway publish --to` was given.
+#[derive(Debug)]
+pub struct PublishTo<'a> {
+    /// Repository and identity.
+    pub repo: &'a RepoArgs,
+    /// Slipway's state folder.
+    pub state: &'a Path,
+    /// `sftp://user@host[:port]/path`.
+    pub to: &'a str,
+    /// A file holding the remote's OpenSSH public host key line.
+    pub host_key_file: Option<&'a Path>,
+    /// A known_hosts file to pin the remote's host key from.
+    pub known_hosts: Option<&'a Path>,
+    /// The private key to log in with.
+    pub ssh_key: Option<&'a Path>,
+    /// Where the remote web server serves the published folder.
+    pub base_url: Option<&'a str>,
+    /// Put Ignition and the install artifacts on the remote.
+    pub allow_secrets: bool,
+    /// With secrets: only these nodes install (empty: all).
+    pub arm: &'a [String],
+    /// Render as joining an existing cluster.
+    pub existing: bool,
+}
+
+/// The host key pin of `publish --to`: a public key line from a file (checked to parse), or a
+/// known_hosts file.
+fn remote_pin(host_key_file: Option<&Path>, known_hosts: Option<&Path>) -> Result<HostKeyPin> {
+    match (host_key_file, known_hosts) {
+        (Some(f), None) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the host key file {}", f.display()))?;
+            let Some(line) = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+            else {
+                bail!("the host key file {} holds no key", f.display());
+            };
+            fingerprint_of_public(line).map_err(|e| {
+                anyhow!(
+                    "the host key file {} is not one OpenSSH public key line: {e}",
+                    f.display()
+                )
+            })?;
+            Ok(HostKeyPin::PublicKey(line.to_string()))
+        }
+        (None, Some(k)) => {
+            if !k.is_file() {
+                bail!("the known_hosts file {} does not exist", k.display());
+            }
+            Ok(HostKeyPin::KnownHosts(k.to_path_buf()))
+        }
+        _ => bail!(
+            "pin the remote's host key with --host-key-file or --known-hosts (exactly one): \
+Slipway never trusts a host key on first use"
+        ),
+    }
+}
+
+/// `slipway publish --to sftp://...`: render and publish the local generation as
+/// `boot-server` does, lay it out as a static site for the remote's web server (Ignition,
+/// and the artifacts its install scripts download, only with `--allow-secrets`), and upload
+/// it over SFTP with the host key pinned, replacing the previous site atomically. Every
+/// argument is checked, and the generation rendered, before the remote is contacted.
+pub fn publish_to(args: &PublishTo<'_>) -> Result<ExitCode> {
+    let target = crate::remote_publish::parse_sftp_url(args.to)?;
+    let Some(base_url) = args.base_url else {
+        bail!("--base-url is required with --to: the URL the remote's web server serves {} at, e.g. http://192.168.1.1/slipway", target.path);
+    };
+    let base_url = BaseUrl::parse(base_url).map_err(|e| anyhow!("--base-url: {e}"))?;
+    let pin = remote_pin(args.host_key_file, args.known_hosts)?;
+    let Some(ssh_key) = args.ssh_key else {
+        bail!("--ssh-key is required with --to: the private key to log in to {target} with");
+    };
+    if !ssh_key.is_file() {
+        bail!("--ssh-key {}: no such file", ssh_key.display());
+    }
+    if !args.allow_secrets && !args.arm.is_empty() {
+        bail!(
+            "--arm only matters with --allow-secrets (without it no node installs from the remote)"
+        );
+    }
+
+    let loaded = desired::load(args.repo)?;
+    let (id, generation, input) = publish_local(&loaded, args.state, args.arm, args.existing)?;
+    let ignitions: Option<BTreeMap<String, SecretIgnition>> = args.allow_secrets.then(|| {
+        input
+            .nodes
+            .iter()
+            .filter(|n| args.arm.is_empty() || args.arm.contains(&n.name))
+            .map(|n| (n.name.clone(), n.ignition.clone()))
+            .collect()
+    });
+    let site = static_site(&generation, ignitions.as_ref(), &base_url)
+        .map_err(|e| anyhow!("laying out the boot site: {e}"))?;
+    let local_artifacts = if args.allow_secrets {
+        crate::remote_publish::local_artifacts(&input.artifacts, &artifacts::store_dir(args.state))?
+    } else {
+        Vec::new()
+    };
+
+    let node = target.node_target(Auth::KeyFile(ssh_key.to_path_buf()), pin);
+    let mut conn = Ssh2Connector::default()
+        .connect(&node)
+        .with_context(|| format!("connecting to {target}"))?;
+    let report =
+        crate::remote_publish::publish_remote(&site, &local_artifacts, &target, &mut conn)?;
+    println!("generation {} of commit {}", id.as_str(), loaded.commit);
+    print!("{report}");
+    if args.allow_secrets && input.base_url.as_str() != base_url.as_str() {
+        println!(
+            "note: installed nodes download K3s from boot_server.url ({}) as their Ignition says; \
+keep Slipway's server reachable there, or set boot_server.url to {} to serve it from the remote",
+            input.base_url.as_str(),
+            base_url.as_str()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

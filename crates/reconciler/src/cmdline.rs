@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Slipway: a GitOps reconciler for bare-metal Fedora CoreOS + K3s fleets.
 #[derive(Debug, Parser)]
@@ -250,14 +250,55 @@ pub enum Command {
         #[arg(long)]
         existing_cluster: bool,
     },
-    /// Switch the boot server's published generation back to the previous one.
+    /// Switch the boot server's published generation back to the previous one (--rollback),
+    /// or publish the repository's generation as a static boot site to a remote web root over
+    /// SFTP (--to), e.g. an OpenWRT router serving HTTP and TFTP.
+    #[command(group(ArgGroup::new("action").required(true).args(["rollback", "to"])))]
+    #[command(group(ArgGroup::new("host_key").args(["host_key_file", "known_hosts"])))]
     Publish {
         /// Slipway's state folder.
         #[arg(long, env = "SLIPWAY_STATE", default_value = ".slipway-state")]
         state: PathBuf,
         /// Switch back to the previous generation.
-        #[arg(long, required = true)]
+        #[arg(long)]
         rollback: bool,
+        /// Upload the boot site here, replacing the previous one atomically (key login only).
+        #[arg(
+            long,
+            value_name = "sftp://USER@HOST[:PORT]/PATH",
+            requires_all = ["host_key", "ssh_key", "base_url"]
+        )]
+        to: Option<String>,
+        /// Repository and identity (with --to).
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// With --to: the remote's host key, one OpenSSH public key line (never trust on first use).
+        #[arg(long, value_name = "FILE", requires = "to")]
+        host_key_file: Option<PathBuf>,
+        /// With --to: pin the remote's host key from this known_hosts file.
+        #[arg(long, value_name = "FILE", requires = "to")]
+        known_hosts: Option<PathBuf>,
+        /// With --to: private key to log in with.
+        #[arg(long, value_name = "FILE", env = "SLIPWAY_SSH_KEY", requires = "to")]
+        ssh_key: Option<PathBuf>,
+        /// With --to: the URL the remote's web server serves the published folder at,
+        /// e.g. http://192.168.1.1/slipway.
+        #[arg(long, value_name = "URL", requires = "to")]
+        base_url: Option<String>,
+        /// With --to: put Ignition (secrets: the K3s token, ...) and the install artifacts on the
+        /// remote, so its web server alone can install the nodes; without it, known machines
+        /// chain to Slipway's own server.
+        #[arg(long, requires = "to")]
+        allow_secrets: bool,
+        /// With --allow-secrets: only these nodes install from the remote (the others boot
+        /// their disk); default: every node. They reinstall on each network boot until a
+        /// publish leaves them out.
+        #[arg(long = "arm", value_name = "NODE", requires = "allow_secrets")]
+        arm: Vec<String>,
+        /// With --to: render as joining an existing cluster (the bootstrap server does not
+        /// cluster-init).
+        #[arg(long, requires = "to")]
+        existing_cluster: bool,
     },
     /// Manage the artifact store (FCOS and K3s files nodes install from).
     Artifacts {

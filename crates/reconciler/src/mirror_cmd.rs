@@ -315,8 +315,144 @@ pub fn mirror_stream_release(cluster: &Cluster, state: &Path) -> Result<String> 
     Ok(fcos.release)
 }
 
+/// K3s's channel server.
+pub const DEFAULT_K3S_CHANNEL_URL: &str = "https://update.k3s.io/v1-release/channels";
+
+/// The version a channel names in the channel server's JSON
+/// (`{"data": [{"id": "stable", "latest": "v1.30.4+k3s1"}, ...]}`).
+pub fn channel_latest(json: &[u8], channel: &str) -> Result<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).context("the channel server's answer is not JSON")?;
+    let data = v
+        .get("data")
+        .and_then(|d| d.as_array())
+        .context("the channel server's JSON has no `data` list")?;
+    let entry = data
+        .iter()
+        .find(|c| c.get("id").and_then(|i| i.as_str()) == Some(channel))
+        .with_context(|| {
+            let ids: Vec<&str> = data
+                .iter()
+                .filter_map(|c| c.get("id").and_then(|i| i.as_str()))
+                .collect();
+            format!("no K3s channel `{channel}` (channels: {})", ids.join(", "))
+        })?;
+    let latest = entry
+        .get("latest")
+        .and_then(|l| l.as_str())
+        .with_context(|| format!("channel `{channel}` names no `latest` version"))?;
+    if !latest.starts_with('v') || latest.contains(['/', ' ', '\\']) {
+        bail!("channel `{channel}` names `{latest}`, which is not a K3s version");
+    }
+    Ok(latest.to_string())
+}
+
+/// Follow cluster.yaml's K3s channel (the daemon's scheduled upgrades): ask the channel
+/// server which version it names; when the store lacks it, download its binary verified by
+/// the release's `sha256sum-amd64.txt`, and record it (with the install script of the newest
+/// version already mirrored: the script is version-independent) before anything may use it.
+/// Returns the version, or `None` when cluster.yaml pins one.
+pub fn mirror_channel_release(cluster: &Cluster, state: &Path) -> Result<Option<String>> {
+    let K3sRelease::Channel(channel) = &cluster.k3s.release else {
+        return Ok(None);
+    };
+    let get = |url: &str| -> Result<Vec<u8>> {
+        let resp = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .get(url)
+            .call()
+            .map_err(|e| anyhow!("fetching {url}: {e}"))?;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(resp.into_reader(), 1 << 20),
+            &mut body,
+        )
+        .with_context(|| format!("reading {url}"))?;
+        Ok(body)
+    };
+    let channels_url = cluster
+        .k3s
+        .channel_url
+        .as_deref()
+        .unwrap_or(DEFAULT_K3S_CHANNEL_URL);
+    let version = channel_latest(&get(channels_url)?, channel)?;
+    if let Some(cap) = &cluster.k3s.no_newer_than {
+        if artifacts::version_key(&version) > artifacts::version_key(cap) {
+            tracing::info!(%version, %cap, "the K3s channel is past k3s.no_newer_than: not mirrored");
+            return Ok(None);
+        }
+    }
+    let mut idx = ArtifactIndex::load(state)?;
+    if idx.k3s.contains_key(&version) || idx.failed.k3s.contains(&version) {
+        return Ok(Some(version));
+    }
+    let script = idx
+        .k3s
+        .iter()
+        .max_by_key(|(v, _)| artifacts::version_key(v))
+        .map(|(_, e)| e.install_script.clone())
+        .context("no K3s install script is in the store yet: mirror one K3s version first (`slipway mirror`)")?;
+    let base = cluster
+        .k3s
+        .download_url
+        .as_deref()
+        .unwrap_or(DEFAULT_K3S_BASE_URL)
+        .trim_end_matches('/');
+    let v = utf8_percent_encode(&version, SEGMENT).to_string();
+    let sums =
+        String::from_utf8_lossy(&get(&format!("{base}/{v}/sha256sum-amd64.txt"))?).into_owned();
+    let sha = slipway_pxe_publisher::mirror::parse_sha256sums(&sums, "k3s")
+        .with_context(|| format!("the checksums of K3s {version} do not list `k3s`"))?;
+    let mirror = Mirror::new(artifacts::store_dir(state), MirrorConfig::default())
+        .map_err(|e| anyhow!("setting up downloads: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let binary = rt
+        .block_on(mirror.fetch(
+            &format!("{base}/{v}/k3s"),
+            sha,
+            &slipway_pxe_publisher::mirror::NoProgress,
+        ))
+        .map_err(|e| anyhow!("mirroring K3s {version}: {e}"))?;
+    idx.k3s.insert(
+        version.clone(),
+        K3sEntry {
+            binary,
+            install_script: script,
+        },
+    );
+    idx.save(state)?;
+    Ok(Some(version))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_channel_names_its_latest_version_and_unknown_channels_list_the_known_ones() {
+        let json = br#"{"data":[{"id":"stable","latest":"v1.30.5+k3s1"},{"id":"latest","latest":"v1.31.1+k3s1"}]}"#;
+        assert_eq!(
+            super::channel_latest(json, "stable").unwrap(),
+            "v1.30.5+k3s1"
+        );
+        assert_eq!(
+            super::channel_latest(json, "latest").unwrap(),
+            "v1.31.1+k3s1"
+        );
+        let e = super::channel_latest(json, "v1.29")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stable, latest"), "{e}");
+        assert!(super::channel_latest(b"nope", "stable").is_err());
+        assert!(super::channel_latest(
+            br#"{"data":[{"id":"stable","latest":"../etc"}]}"#,
+            "stable"
+        )
+        .is_err());
+    }
+
     use super::*;
 
     fn cluster(extra_fcos: &str, k3s: &str) -> Cluster {

@@ -2,6 +2,17 @@
 //! commands only) or, with `--offline`, assumes what the state folder records; renders the
 //! desired configs; re-renders each node's config at the commit its `applied.json` names so
 //! the diff is exact; prints the plan. Changes nothing anywhere.
+//!
+//! Offline, no node is contacted. Every finished rollout records in `<state>/applied.json`
+//! ([`crate::rollout::AppliedRecord`]) what each node it touched now runs, and the plan is
+//! made from facts synthesized from that record: a recorded node is reachable, its
+//! `applied.json` is the record's entry, it boots the recorded FCOS release and runs the
+//! recorded K3s version, its K3s unit for its role is active, and it is in K3s's node list.
+//! So the plan shows what changed since the last applied rollout exactly as it would online
+//! when the fleet is as Slipway left it. A node of the inventory not recorded there is
+//! assumed never installed (`install`); a recorded node gone from the inventory plans as
+//! `remove`. What the offline plan cannot see: drift since the rollout (a node reinstalled
+//! or upgraded by hand, down, or NotReady). The printed plan says where its facts came from.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -11,7 +22,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use slipway_ignition_gen::profile::ClusterState;
 use slipway_model::check::{check_repo, Secrets};
-use slipway_model::facts::NodeFacts;
+use slipway_model::facts::{Deployment, K3sService, NodeFacts, OsStatus, Reachability, UnitState};
+use slipway_model::inventory::{Inventory, Role};
 use slipway_model::secrets::Identities;
 
 use crate::artifacts::ArtifactIndex;
@@ -20,7 +32,8 @@ use crate::desired::{self, Loaded};
 use crate::plan::{
     self, Actual, ActualNode, Desired, DesiredNode, KnownNode, NodeFiles, Policy, RawFiles,
 };
-use crate::{facts_cmd, identity, source};
+use crate::rollout::{AppliedNode, AppliedRecord};
+use crate::{facts_cmd, identity, rollout, source};
 
 /// Options of `slipway reconcile`.
 pub struct ReconcileArgs<'a> {
@@ -173,7 +186,8 @@ pub struct Prepared {
     pub resolved: crate::artifacts::Resolved,
     /// Every node's rendered config.
     pub rendered: BTreeMap<String, slipway_ignition_gen::profile::RenderedNode>,
-    /// Facts per node (empty offline).
+    /// Facts per node (offline: synthesized from the state folder's record, see the module
+    /// docs).
     pub facts: BTreeMap<String, NodeFacts>,
     /// The nodes K3s lists.
     pub known: Vec<KnownNode>,
@@ -181,6 +195,107 @@ pub struct Prepared {
     pub cluster_exists: bool,
     /// The plan.
     pub plan: plan::Plan,
+    /// Offline: where the facts came from, one line for people (`None` online).
+    pub offline_note: Option<String>,
+}
+
+/// Facts as a node that Slipway left running `rec` would report them: reachable, `rec` as
+/// its `applied.json`, the recorded FCOS release booted, the recorded K3s version, the K3s
+/// unit of its role active.
+pub fn recorded_facts(rec: &AppliedNode) -> NodeFacts {
+    let (server, agent) = match rec.role {
+        Role::Server => (UnitState::Active, UnitState::Inactive),
+        Role::Agent => (UnitState::Inactive, UnitState::Active),
+    };
+    NodeFacts {
+        reachability: Reachability::Reachable,
+        os: Some(OsStatus {
+            booted: Deployment {
+                version: rec.applied.os_version.clone(),
+                checksum: String::new(),
+            },
+            pending: None,
+        }),
+        k3s_version: Some(rec.applied.k3s_version.clone()),
+        k3s_service: Some(K3sService { server, agent }),
+        applied: Some(rec.applied.clone()),
+        ..NodeFacts::unreachable("")
+    }
+}
+
+/// What `--offline` assumes: facts per node name (inventory nodes by their name, recorded
+/// nodes gone from the inventory by their K3s name), every recorded node as known to K3s,
+/// and the line that says so.
+fn offline_actual(
+    inv: &Inventory,
+    record: Option<&AppliedRecord>,
+    record_path: &Path,
+) -> (BTreeMap<String, NodeFacts>, Vec<KnownNode>, String) {
+    let empty = AppliedRecord::default();
+    let record = record.unwrap_or(&empty);
+    let mut facts = BTreeMap::new();
+    let mut recorded = Vec::new();
+    let mut unrecorded = Vec::new();
+    let mut claimed = std::collections::BTreeSet::new();
+    for node in &inv.nodes {
+        let entry = record.nodes.get_key_value(&node.name).or_else(|| {
+            record
+                .nodes
+                .iter()
+                .find(|(_, r)| r.k3s_name == node.short_name())
+        });
+        match entry {
+            Some((key, rec)) => {
+                claimed.insert(key.as_str());
+                facts.insert(node.name.clone(), recorded_facts(rec));
+                recorded.push(node.name.as_str());
+            }
+            None => unrecorded.push(node.name.as_str()),
+        }
+    }
+    let mut gone = Vec::new();
+    for (key, rec) in &record.nodes {
+        if !claimed.contains(key.as_str()) {
+            facts.insert(rec.k3s_name.clone(), recorded_facts(rec));
+            gone.push(rec.k3s_name.as_str());
+        }
+    }
+    let known = record
+        .nodes
+        .values()
+        .map(|r| KnownNode {
+            name: r.k3s_name.clone(),
+            role: Some(r.role),
+            ready: Some(true),
+        })
+        .collect();
+    let mut note = format!(
+        "Offline: no node was contacted; facts come from the state folder ({}",
+        record_path.display()
+    );
+    if record.nodes.is_empty() {
+        note.push_str(", which records no finished rollout)");
+    } else {
+        note.push_str(", what the finished rollouts applied)");
+    }
+    if !recorded.is_empty() {
+        note.push_str(&format!(": {} as recorded", recorded.join(", ")));
+    }
+    if !unrecorded.is_empty() {
+        note.push_str(&format!(
+            "{} {} not recorded, assumed never installed",
+            if recorded.is_empty() { ":" } else { ";" },
+            unrecorded.join(", ")
+        ));
+    }
+    if !gone.is_empty() {
+        note.push_str(&format!(
+            "; {} recorded but gone from the inventory",
+            gone.join(", ")
+        ));
+    }
+    note.push('.');
+    (facts, known, note)
 }
 
 /// Gather facts (unless offline), render, and plan `loaded`.
@@ -194,9 +309,18 @@ pub fn prepare(
     let resolved = index.resolve(&loaded.inventory.cluster)?;
     let inv = &loaded.inventory;
 
-    // Actual: facts over SSH (read-only) and K3s's node list, or nothing known offline.
+    // Actual: facts over SSH (read-only) and K3s's node list, or offline what the state
+    // folder records.
+    let mut offline_note = None;
     let (facts, known): (BTreeMap<String, NodeFacts>, Vec<KnownNode>) = if args.offline {
-        (BTreeMap::new(), Vec::new())
+        let record = AppliedRecord::load(args.state)?;
+        let (facts, known, note) = offline_actual(
+            inv,
+            record.as_ref(),
+            &rollout::applied_record_path(args.state),
+        );
+        offline_note = Some(note);
+        (facts, known)
     } else {
         let auth = facts_cmd::auth(args.ssh_key.map(PathBuf::as_path));
         let targets = facts_cmd::targets(inv, &loaded.secrets, None, &auth, None)?;
@@ -240,7 +364,7 @@ pub fn prepare(
         let f = match facts.get(&node.name) {
             Some(f) => f.clone(),
             None => NodeFacts::unreachable(
-                "not contacted (--offline): assumed never installed by Slipway",
+                "not contacted (--offline) and not in the state folder's record: assumed never installed by Slipway",
             ),
         };
         actual_nodes.push(ActualNode {
@@ -258,6 +382,26 @@ pub fn prepare(
             recorded_macs: Vec::new(),
             recorded_disk: None,
         });
+    }
+    // Offline, recorded nodes gone from the inventory answer as Slipway left them (so their
+    // removal drains them, as online).
+    if args.offline {
+        let in_inventory = |name: &str| {
+            inv.nodes
+                .iter()
+                .any(|n| n.name == name || n.short_name() == name)
+        };
+        for k in known.iter().filter(|k| !in_inventory(&k.name)) {
+            if let Some(f) = facts.get(&k.name) {
+                actual_nodes.push(ActualNode {
+                    name: k.name.clone(),
+                    applied_files: None,
+                    facts: f.clone(),
+                    recorded_macs: Vec::new(),
+                    recorded_disk: None,
+                });
+            }
+        }
     }
     let author = git2::Repository::discover(&args.repo.repo)
         .ok()
@@ -290,13 +434,14 @@ pub fn prepare(
         known,
         cluster_exists,
         plan,
+        offline_note,
     })
 }
 
 /// The nodes K3s lists, asked of the first server whose K3s runs (read-only:
 /// `k3s kubectl get nodes -o json`). Empty when no server answers.
 fn k3s_known_nodes(
-    inv: &slipway_model::inventory::Inventory,
+    inv: &Inventory,
     targets: &[slipway_node_ssh::NodeTarget],
     facts: &BTreeMap<String, NodeFacts>,
 ) -> Vec<KnownNode> {
@@ -330,11 +475,7 @@ fn k3s_known_nodes(
             .into_iter()
             .map(|n| KnownNode {
                 name: n.name,
-                role: Some(if n.server {
-                    slipway_model::inventory::Role::Server
-                } else {
-                    slipway_model::inventory::Role::Agent
-                }),
+                role: Some(if n.server { Role::Server } else { Role::Agent }),
                 ready: Some(n.ready),
             })
             .collect();
@@ -360,7 +501,15 @@ fn plan_once(args: &ReconcileArgs<'_>) -> Result<ExitCode> {
         None => None,
     };
     let loaded = desired::load(args.repo)?;
-    let p = prepare(args, loaded, signer)?.plan;
+    let prepared = prepare(args, loaded, signer)?;
+    if let Some(note) = &prepared.offline_note {
+        match args.output {
+            Output::Text => println!("{note}"),
+            // The JSON on stdout stays one document.
+            Output::Json => eprintln!("{note}"),
+        }
+    }
+    let p = prepared.plan;
     print_plan(&p, args.output);
     Ok(if args.detailed_exitcode {
         ExitCode::from(plan::detailed_exit_code(&p))

@@ -8,12 +8,29 @@
 //! serves a complete site, the previous one or the new one. Ignition files
 //! (secrets) are part of the site only when the caller built it with them
 //! (`--allow-secrets`); the report says which files are secret.
+//!
+//! A site with install scripts (secrets allowed) also needs the artifacts
+//! they download. Those are large and rarely change, so they live outside
+//! every site, in the persistent folder `<parent>/<name>.artifacts/<sha256>/<file>`
+//! ([`RemoteTarget::artifacts_dir`]), each uploaded once (to a temporary
+//! name, then renamed, so a present file is always complete) and skipped
+//! when already there with the right size. Each site reaches them through
+//! its `artifacts` symbolic link to `../<name>.artifacts`, made in the
+//! upload before the swap, so the URLs [`site_artifact_path`] gives resolve
+//! as soon as the site is public. Artifacts of older generations are not
+//! removed.
+//!
+//! [`site_artifact_path`]: slipway_pxe_publisher::site::site_artifact_path
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use slipway_node_ssh::{replace_tree, Auth, HostKeyPin, NodeConn, NodeTarget, RemoteFile};
-use slipway_pxe_publisher::SiteFile;
+use slipway_node_ssh::{
+    replace_tree, Auth, HostKeyPin, NodeConn, NodeTarget, RemoteFile, RemoteKind,
+};
+use slipway_pxe_publisher::site::SITE_ARTIFACTS_DIR;
+use slipway_pxe_publisher::{ArtifactSet, SiteFile};
 
 /// Where a site is published: `sftp://user@host:port/path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +57,13 @@ impl RemoteTarget {
     /// The published folder's own name (`slipway` for `/www/slipway`).
     pub fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    /// The persistent folder of the artifacts every published site links to:
+    /// `<parent>/<name>.artifacts` (beside the site, so the web server serves
+    /// it too, and never replaced by a publish).
+    pub fn artifacts_dir(&self) -> String {
+        join(self.parent(), &format!("{}.artifacts", self.name()))
     }
 
     /// The SSH target to connect to, with the given authentication and host
@@ -119,6 +143,73 @@ pub fn parse_sftp_url(raw: &str) -> anyhow::Result<RemoteTarget> {
     })
 }
 
+/// One artifact file to put into the remote artifacts folder, from the
+/// local content-addressed store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalArtifact {
+    /// `<sha256>/<file>`: its path under the artifacts folder and under the
+    /// site's `artifacts/` (the store path; for a signature, `<file>.sig`).
+    pub store_path: String,
+    /// The file in the local store.
+    pub local: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Every file of `set` in the local store `store` (`<state>/store`), once
+/// each, plus the metal image's detached signature when the store has it.
+/// Fails, naming the file, when one is missing or has another size than
+/// the generation recorded: before anything remote is touched.
+pub fn local_artifacts(set: &ArtifactSet, store: &Path) -> anyhow::Result<Vec<LocalArtifact>> {
+    let mut out: Vec<LocalArtifact> = Vec::new();
+    for (role, a) in set.iter() {
+        let store_path = a.store_path();
+        if out.iter().any(|l| l.store_path == store_path) {
+            continue;
+        }
+        let local = store.join(&store_path);
+        let size = std::fs::metadata(&local)
+            .with_context(|| {
+                format!(
+                    "the {role} artifact {} is not in the store at {} (import or mirror it)",
+                    a.name,
+                    local.display()
+                )
+            })?
+            .len();
+        if size != a.size {
+            bail!(
+                "the {role} artifact {} has {size} bytes, the generation recorded {}: the store at {} is damaged",
+                a.name,
+                a.size,
+                local.display()
+            );
+        }
+        out.push(LocalArtifact {
+            store_path,
+            local,
+            size,
+        });
+        if role == "metal" {
+            let sig_path = format!("{}.sig", a.store_path());
+            let sig = store.join(&sig_path);
+            if let Ok(meta) = std::fs::metadata(&sig) {
+                out.push(LocalArtifact {
+                    store_path: sig_path,
+                    local: sig,
+                    size: meta.len(),
+                });
+            } else if a.signature_available {
+                bail!(
+                    "the metal image's signature is not in the store at {} (import or mirror it)",
+                    sig.display()
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What [`publish_remote`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishReport {
@@ -140,6 +231,15 @@ pub struct PublishReport {
     pub removed_leftovers: Vec<String>,
     /// Remote paths that could not be removed (the publish succeeded).
     pub not_removed: Vec<String>,
+    /// The artifacts folder the site links to (`None`: no artifacts were
+    /// published with this site).
+    pub artifacts_dir: Option<String>,
+    /// Store paths (`<sha256>/<file>`) of the artifacts uploaded this time.
+    pub artifacts_uploaded: Vec<String>,
+    /// Bytes of those artifacts.
+    pub artifact_bytes: u64,
+    /// Artifacts already on the remote with the right size (not uploaded).
+    pub artifacts_present: usize,
 }
 
 impl fmt::Display for PublishReport {
@@ -170,6 +270,15 @@ network boot until a publish leaves them out",
                 self.secret_files.join(", ")
             )?;
         }
+        if let Some(dir) = &self.artifacts_dir {
+            writeln!(
+                f,
+                "artifacts in {dir}: {} uploaded ({} bytes), {} already there",
+                self.artifacts_uploaded.len(),
+                self.artifact_bytes,
+                self.artifacts_present
+            )?;
+        }
         if self.restored_interrupted {
             writeln!(
                 f,
@@ -190,20 +299,42 @@ network boot until a publish leaves them out",
 /// authenticated SFTP-capable session to `target`), replacing the previous
 /// site atomically. On any error the previously published site is still
 /// served (the error says so when it could not be guaranteed).
+///
+/// With `artifacts` (empty: none), those are first put into
+/// [`RemoteTarget::artifacts_dir`] (each once; see the [module docs](self))
+/// and the new site gets its `artifacts` link to that folder; `site` must
+/// then not hold files under `artifacts/` itself.
 pub fn publish_remote(
     site: &[SiteFile],
+    artifacts: &[LocalArtifact],
     target: &RemoteTarget,
     conn: &mut impl NodeConn,
 ) -> anyhow::Result<PublishReport> {
-    let files: Vec<RemoteFile<'_>> = site
+    let link_target = format!("../{}.artifacts", target.name());
+    let mut files: Vec<RemoteFile<'_>> = site
         .iter()
-        .map(|f| RemoteFile {
-            path: &f.path,
-            contents: &f.bytes,
-            mode: f.mode,
-        })
+        .map(|f| RemoteFile::file(&f.path, &f.bytes, f.mode))
         .collect();
+    if !artifacts.is_empty() {
+        if let Some(f) = site.iter().find(|f| {
+            f.path == SITE_ARTIFACTS_DIR || f.path.starts_with(&format!("{SITE_ARTIFACTS_DIR}/"))
+        }) {
+            bail!(
+                "the site holds {} itself: it cannot also link {SITE_ARTIFACTS_DIR}/ to the artifacts folder",
+                f.path
+            );
+        }
+        files.push(RemoteFile::symlink(SITE_ARTIFACTS_DIR, &link_target));
+    }
     let id = publish_id();
+    let uploaded = if artifacts.is_empty() {
+        None
+    } else {
+        Some(
+            upload_artifacts(conn, target, artifacts, &id)
+                .with_context(|| format!("uploading the artifacts to {target}"))?,
+        )
+    };
     let done = replace_tree(
         conn,
         &target.host,
@@ -213,6 +344,10 @@ pub fn publish_remote(
         &files,
     )
     .with_context(|| format!("publishing the boot site to {target}"))?;
+    let (artifacts_uploaded, artifact_bytes, artifacts_present) = match uploaded {
+        Some(u) => (u.uploaded, u.bytes, u.present),
+        None => (Vec::new(), 0, 0),
+    };
     Ok(PublishReport {
         target: target.to_string(),
         files: done.files,
@@ -226,7 +361,99 @@ pub fn publish_remote(
         restored_interrupted: done.restored_interrupted,
         removed_leftovers: done.removed_leftovers,
         not_removed: done.not_removed,
+        artifacts_dir: (!artifacts.is_empty()).then(|| target.artifacts_dir()),
+        artifacts_uploaded,
+        artifact_bytes,
+        artifacts_present,
     })
+}
+
+/// What [`upload_artifacts`] did.
+struct ArtifactUploads {
+    uploaded: Vec<String>,
+    bytes: u64,
+    present: usize,
+}
+
+/// Mode of the artifact files and their folders' files: public.
+const ARTIFACT_MODE: u32 = 0o644;
+/// Mode of the folders created for the artifacts.
+const DIR_MODE: u32 = 0o755;
+/// Marks a partial upload: `.<file>.slipway-part-<id>`.
+const PART_MARK: &str = ".slipway-part-";
+
+/// Put each artifact into `<artifacts_dir>/<sha256>/<file>` unless a file
+/// of the right size is there: streamed to a hidden temporary name in the
+/// same folder, then renamed, so the final name only ever holds a complete
+/// file. Partial uploads of earlier, interrupted publishes in the folders
+/// written to are removed.
+fn upload_artifacts(
+    conn: &mut impl NodeConn,
+    target: &RemoteTarget,
+    artifacts: &[LocalArtifact],
+    id: &str,
+) -> anyhow::Result<ArtifactUploads> {
+    let root = target.artifacts_dir();
+    let mut done = ArtifactUploads {
+        uploaded: Vec::new(),
+        bytes: 0,
+        present: 0,
+    };
+    for a in artifacts {
+        let Some((sha, file)) = a.store_path.split_once('/') else {
+            bail!("artifact path {:?} is not <sha256>/<file>", a.store_path);
+        };
+        let dir = join(&root, sha);
+        let dest = join(&dir, file);
+        match conn.metadata(&dest)? {
+            Some(e) if e.kind == RemoteKind::File && e.size == a.size => {
+                done.present += 1;
+                continue;
+            }
+            Some(_) => conn.remove_all(&dest)?,
+            None => {}
+        }
+        conn.make_dirs(&dir, DIR_MODE)?;
+        for e in conn.list_dir(&dir)? {
+            if e.name.starts_with('.') && e.name.contains(PART_MARK) {
+                conn.remove_all(&join(&dir, &e.name))?;
+            }
+        }
+        let part = join(&dir, &format!(".{file}{PART_MARK}{id}"));
+        let mut local = std::fs::File::open(&a.local)
+            .with_context(|| format!("opening {}", a.local.display()))?;
+        let sent = conn
+            .upload(&part, &mut local, ARTIFACT_MODE)
+            .and_then(|n| conn.rename(&part, &dest).map(|()| n));
+        let sent = match sent {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = conn.remove_all(&part);
+                return Err(e.into());
+            }
+        };
+        if sent != a.size {
+            let _ = conn.remove_all(&dest);
+            bail!(
+                "{} changed while it was uploaded ({sent} bytes sent, {} expected)",
+                a.local.display(),
+                a.size
+            );
+        }
+        tracing::info!(artifact = %a.store_path, bytes = sent, "uploaded artifact");
+        done.uploaded.push(a.store_path.clone());
+        done.bytes += sent;
+    }
+    Ok(done)
+}
+
+/// `dir/name` without doubling a `/`.
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// A name for this publish's temporary folders: time plus randomness, so a
@@ -258,10 +485,12 @@ mod tests {
             }
         );
         assert_eq!((t.parent(), t.name()), ("/www", "slipway"));
+        assert_eq!(t.artifacts_dir(), "/www/slipway.artifacts");
         assert_eq!(t.to_string(), "sftp://root@192.168.1.1:22/www/slipway");
         let t = parse_sftp_url("sftp://admin@[::1]:2222/slipway").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 2222));
         assert_eq!((t.parent(), t.name()), ("/", "slipway"));
+        assert_eq!(t.artifacts_dir(), "/slipway.artifacts");
         assert_eq!(t.to_string(), "sftp://admin@[::1]:2222/slipway");
         let t = parse_sftp_url("sftp://me@router.lan/srv/boot%20site").unwrap();
         assert_eq!(t.path, "/srv/boot site");

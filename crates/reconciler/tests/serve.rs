@@ -104,6 +104,15 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(lab: &Lab, signing: &Signing, fake_now: Option<&str>) -> Daemon {
+        Daemon::start_with(lab, signing, fake_now, None)
+    }
+
+    fn start_with(
+        lab: &Lab,
+        signing: &Signing,
+        fake_now: Option<&str>,
+        notify: Option<&str>,
+    ) -> Daemon {
         let api = free_loopback_port().unwrap();
         let config = lab.dir.join("slipway.toml");
         std::fs::write(
@@ -131,13 +140,16 @@ interval = "2s"
 
 [log]
 format = "json"
-"#,
+{notify}"#,
                 repo = lab.repo.display(),
                 allowed = signing.allowed.display(),
                 state = lab.state.display(),
                 identity = demo_identity().display(),
                 key = lab.client_key.display(),
                 boot = lab.boot_listen,
+                notify = notify
+                    .map(|u| format!("\n[notify]\nwebhook_url = \"{u}\"\n"))
+                    .unwrap_or_default(),
             ),
         )
         .unwrap();
@@ -252,6 +264,59 @@ fn has(m: &BTreeMap<String, f64>, name: &str, label: &str) -> bool {
         .any(|(k, v)| k.starts_with(name) && k.contains(label) && *v > 0.0)
 }
 
+/// A notification webhook receiver on loopback: every POSTed JSON body.
+fn webhook_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/slipway", listener.local_addr().unwrap());
+    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head, then the body by content-length.
+            let (head_end, len) = loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (None, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len = text[..i]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    break (Some(i + 4), len);
+                }
+            };
+            let Some(start) = head_end else { continue };
+            while buf.len() < start + len {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            if let Ok(v) = serde_json::from_slice(&buf[start..(start + len).min(buf.len())]) {
+                sink.lock().unwrap().push(v);
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, got)
+}
+
 fn installs(lab: &Lab, node: &str) -> usize {
     lab.fleet
         .node(node)
@@ -338,14 +403,55 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
     assert!(status.success(), "{status:?}");
     assert!(!lab.state.join("serve.pid").exists());
 
-    // Saturday 03:30 in Paris: the window is open, the rollout runs.
-    let d = Daemon::start(&lab, &signing, Some("2026-11-28T02:30:00Z"));
+    // Saturday 03:30 in Paris: the window is open, the rollout runs and is announced.
+    let (hook, events) = webhook_receiver();
+    let d = Daemon::start_with(&lab, &signing, Some("2026-11-28T02:30:00Z"), Some(&hook));
     eventually(
         "the reinstall inside the window",
         Duration::from_secs(300),
         || applied(&d, &c2).then_some(()),
     );
     assert_eq!(installs(&lab, "worker1"), 2);
+    let seen = eventually("the notifications", Duration::from_secs(30), || {
+        let e = events.lock().unwrap().clone();
+        (e.len() >= 2).then_some(e)
+    });
+    assert_eq!(seen[0]["event"], "rollout-started", "{seen:?}");
+    assert_eq!(seen[1]["event"], "rollout-succeeded", "{seen:?}");
+    assert_eq!(seen[1]["commit"], c2.as_str());
+    assert_eq!(seen[1]["nodes"][0]["node"], "worker1");
+
+    // Suspended: the next change is planned, not applied, until resumed.
+    let mut s = slipway();
+    s.args(["suspend", "--state"]).arg(&lab.state);
+    assert!(run(s).status.success());
+    relabel(&lab, "worker1", "2");
+    let c2b = signing.commit(&lab, "worker1: round 2");
+    eventually("the suspended plan", Duration::from_secs(120), || {
+        let m = d.metrics();
+        (has(&m, "slipway_fetched_commit", &c2b)
+            && m.get("slipway_suspended") == Some(&1.0)
+            && m.get("slipway_plan_actions{action=\"reinstall\"}") == Some(&1.0))
+        .then_some(())
+    });
+    for _ in 0..4 {
+        let _ = d.metrics();
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    assert_eq!(
+        installs(&lab, "worker1"),
+        2,
+        "nothing applied while suspended"
+    );
+    let mut r = slipway();
+    r.args(["resume", "--state"]).arg(&lab.state);
+    assert!(run(r).status.success());
+    eventually(
+        "the change applied after resume",
+        Duration::from_secs(300),
+        || applied(&d, &c2b).then_some(()),
+    );
+    assert_eq!(installs(&lab, "worker1"), 3);
 
     // Zincati on worker2 takes the reboot lock, exactly as Zincati asks for it.
     let zincati = |path: &str| {
@@ -531,6 +637,32 @@ impl StreamServer {
         });
         files.insert("/stable.json".into(), serde_json::to_vec(&stream).unwrap());
     }
+
+    /// Serve the K3s channel server's JSON naming `version` for `stable`, and that release's
+    /// binary and checksums (`<download_url>/<version>/...`, the version percent-encoded).
+    fn publish_k3s(&self, version: &str, binary: &[u8]) {
+        use sha2::Digest as _;
+        let mut files = self.files.lock().unwrap();
+        let dir = format!("/k3s/{}", version.replace('+', "%2B"));
+        files.insert(format!("{dir}/k3s"), binary.to_vec());
+        files.insert(
+            format!("{dir}/sha256sum-amd64.txt"),
+            format!("{}  k3s\n", hex::encode(sha2::Sha256::digest(binary))).into_bytes(),
+        );
+        files.insert(
+            "/channels".into(),
+            serde_json::to_vec(&serde_json::json!({"data": [
+                {"id": "stable", "latest": version},
+                {"id": "latest", "latest": "v1.99.0+k3s1"}
+            ]}))
+            .unwrap(),
+        );
+    }
+}
+
+fn k3s_stand_in(version: &str) -> Vec<u8> {
+    format!("#!/bin/sh\necho 'k3s version {version} (5c1b3d5e)'\necho 'go version go1.22.5'\n")
+        .into_bytes()
 }
 
 fn os_of(lab: &Lab, node: &str) -> String {
@@ -545,15 +677,30 @@ fn serve_follows_the_fcos_stream_and_never_retries_a_release_that_failed() {
     });
     let stream = StreamServer::start();
     stream.publish("40.20240906.3.0");
+    stream.publish_k3s("v1.30.4+k3s1", &k3s_stand_in("v1.30.4+k3s1"));
     edit_yaml(&lab.repo.join("cluster.yaml"), |c| {
         c["fcos"].as_mapping_mut().unwrap().insert(
             "stream_url".into(),
             format!("http://{}/stable.json", stream.addr).into(),
         );
+        let k3s = c["k3s"].as_mapping_mut().unwrap();
+        k3s.remove("version");
+        k3s.insert("channel".into(), "stable".into());
+        k3s.insert(
+            "channel_url".into(),
+            format!("http://{}/channels", stream.addr).into(),
+        );
+        k3s.insert(
+            "download_url".into(),
+            format!("http://{}/k3s", stream.addr).into(),
+        );
         Ok(())
     })
     .unwrap();
-    let c1 = signing.commit(&lab, "follow the stable stream from the local mirror");
+    let c1 = signing.commit(
+        &lab,
+        "follow the stable FCOS stream and K3s channel from the local mirror",
+    );
     let d = Daemon::start(&lab, &signing, None);
     eventually("the cluster installed", Duration::from_secs(300), || {
         applied(&d, &c1).then_some(())
@@ -579,6 +726,57 @@ fn serve_follows_the_fcos_stream_and_never_retries_a_release_that_failed() {
         has(&m, "slipway_mirror_state", "40.20241019.3.0"),
         "{:?}",
         series(&m, "slipway_mirror")
+    );
+    for n in ["lenovo1", "lenovo2", "lenovo3", "worker1", "worker2"] {
+        assert_eq!(
+            installs(&lab, n),
+            1,
+            "{n}: upgraded in place, not reinstalled"
+        );
+    }
+
+    // The K3s channel moves on: the binary is mirrored (verified against the release's
+    // checksums) and every node upgraded in place, servers first.
+    stream.publish_k3s("v1.30.6+k3s1", &k3s_stand_in("v1.30.6+k3s1"));
+    let k3s_of = |n: &str| {
+        lab.fleet
+            .node(n)
+            .unwrap()
+            .state()
+            .unwrap()
+            .k3s
+            .map(|k| k.version)
+            .unwrap_or_default()
+    };
+    eventually(
+        "every node on the new K3s",
+        Duration::from_secs(400),
+        || {
+            ["lenovo1", "lenovo2", "lenovo3", "worker1", "worker2"]
+                .iter()
+                .all(|n| k3s_of(n) == "v1.30.6+k3s1")
+                .then_some(())
+        },
+    );
+    // The rollout finishes (record, uncordon) a moment after the last binary is replaced.
+    let upgrade = eventually("the K3s rollout archived", Duration::from_secs(120), || {
+        let j = slipway::rollout::journal::last_archived(&lab.state).ok()??;
+        j.nodes
+            .iter()
+            .any(|n| n.action.name() == "upgrade-k3s")
+            .then_some(j)
+    });
+    let k3s_rollout = slipway::rollout::summary(&upgrade);
+    assert!(
+        upgrade
+            .nodes
+            .iter()
+            .all(|n| n.action.name() == "upgrade-k3s"),
+        "{k3s_rollout}"
+    );
+    assert_eq!(
+        upgrade.nodes[0].role,
+        slipway_model::inventory::Role::Server
     );
     for n in ["lenovo1", "lenovo2", "lenovo3", "worker1", "worker2"] {
         assert_eq!(

@@ -16,6 +16,10 @@
 //! The state folder is locked (flock) by whoever drives the fleet: a second Slipway on the
 //! same folder refuses to start.
 //!
+//! A finished rollout records what each node it touched now runs in `<state>/applied.json`
+//! ([`AppliedRecord`], written by [`finish_done`]): what `slipway reconcile --dry-run
+//! --offline` plans from.
+//!
 //! What it deliberately does not do: decide what to do (that is the plan's), or run outside
 //! the waves the plan ordered. Nodes of one agent wave run in parallel; when one of them
 //! fails, the others of that wave finish their current work (they are already out of
@@ -30,12 +34,14 @@ pub mod steps;
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use slipway_ignition_gen::profile::ClusterState;
+use slipway_model::facts::AppliedConfig;
 use slipway_model::inventory::Role;
 
 use crate::artifacts::ArtifactIndex;
@@ -332,11 +338,129 @@ fn drive_journal(
     print!("{}", summary(&done));
     match done.state {
         RolloutState::Done => {
-            done.archive(state)?;
+            finish_done(state, &done)?;
             Ok(ExitCode::SUCCESS)
         }
         _ => Ok(ExitCode::from(1)),
     }
+}
+
+/// Where the state folder records what each node runs: `<state>/applied.json`.
+pub fn applied_record_path(state: &Path) -> PathBuf {
+    state.join("applied.json")
+}
+
+/// The format version of `<state>/applied.json`.
+pub const APPLIED_RECORD_FORMAT: &str = "1";
+
+/// What the finished rollouts applied, node by node: the state folder's copy of every
+/// node's `/etc/slipway/applied.json`, which `slipway reconcile --dry-run --offline` plans
+/// from. Written only when a rollout is done; a node a rollout removed leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRecord {
+    /// [`APPLIED_RECORD_FORMAT`].
+    pub format_version: String,
+    /// Inventory node name → what it runs.
+    pub nodes: BTreeMap<String, AppliedNode>,
+}
+
+impl Default for AppliedRecord {
+    fn default() -> Self {
+        AppliedRecord {
+            format_version: APPLIED_RECORD_FORMAT.into(),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+/// What one node runs since the last finished rollout that changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedNode {
+    /// Its role.
+    pub role: Role,
+    /// K3s's name for it (the short host name).
+    pub k3s_name: String,
+    /// The commit, config hash, FCOS release and K3s version it was given.
+    #[serde(flatten)]
+    pub applied: AppliedConfig,
+}
+
+impl AppliedRecord {
+    /// Load the record; `None` when no rollout has finished from this state folder.
+    pub fn load(state: &Path) -> Result<Option<AppliedRecord>> {
+        let path = applied_record_path(state);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let r: AppliedRecord = serde_json::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{}:{}:{}: the record of applied configs is corrupt: {e}; move it away (the next finished rollout writes it again)",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        if r.format_version != APPLIED_RECORD_FORMAT {
+            bail!(
+                "{}: format {} is not {APPLIED_RECORD_FORMAT}: written by another Slipway version",
+                path.display(),
+                r.format_version
+            );
+        }
+        Ok(Some(r))
+    }
+
+    /// Write the record atomically.
+    pub fn save(&self, state: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).context("encoding applied.json")?;
+        crate::repo_fs::write_atomic(&applied_record_path(state), &bytes)
+    }
+
+    /// Fold in what a finished rollout did: every node it installed, reinstalled, replaced
+    /// or upgraded now runs the journal's commit, config and versions; a node it removed
+    /// leaves the record; nodes it did not touch keep their entry.
+    pub fn apply(&mut self, j: &Journal) {
+        for n in j.nodes.iter().filter(|n| n.is_done()) {
+            match n.action {
+                Action::Remove => self.nodes.retain(|name, rec| {
+                    name != &n.node
+                        && rec.k3s_name != n.node
+                        && slipway_model::inventory::short_name(name) != n.node
+                }),
+                Action::Install
+                | Action::Reinstall
+                | Action::Replace
+                | Action::UpgradeOs
+                | Action::UpgradeK3s => {
+                    self.nodes.insert(
+                        n.node.clone(),
+                        AppliedNode {
+                            role: n.role,
+                            k3s_name: n.k3s_name.clone(),
+                            applied: AppliedConfig {
+                                commit: j.commit.clone(),
+                                config_hash: n.desired_hash.clone(),
+                                os_version: j.os_version.clone(),
+                                k3s_version: j.k3s_version.clone(),
+                            },
+                        },
+                    );
+                }
+                Action::None | Action::Blocked => {}
+            }
+        }
+    }
+}
+
+/// A rollout is done: record what its nodes run now in `<state>/applied.json`, then move its
+/// journal to the history. Both `slipway reconcile` and `slipway serve` finish this way.
+pub fn finish_done(state: &Path, done: &Journal) -> Result<()> {
+    let mut record = AppliedRecord::load(state)?.unwrap_or_default();
+    record.apply(done);
+    record.save(state)?;
+    done.archive(state)
 }
 
 /// Run a journal with the boot server `boot` (already serving the journal's generation).

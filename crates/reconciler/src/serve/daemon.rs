@@ -169,6 +169,7 @@ fn serve(cfg: &ServeConfig, state: &Path) -> Result<ExitCode> {
         stop: Arc::clone(&stop),
         last_mirror: None,
         signer: None,
+        facts_gathered: Default::default(),
         published: None,
     };
     let mut last_plan: Option<Instant> = None;
@@ -235,6 +236,8 @@ struct Daemon<'a> {
     last_mirror: Option<Instant>,
     /// Who signed the last accepted commit.
     signer: Option<String>,
+    /// When each node's facts were last read.
+    facts_gathered: std::collections::BTreeMap<String, Instant>,
     /// The commit whose generation the boot server serves.
     published: Option<String>,
 }
@@ -274,6 +277,9 @@ impl Daemon<'_> {
 
     fn tick(&mut self, src: &mut GitSource, sync: bool, plan_due: bool, now: bool) -> Result<()> {
         self.metrics.set_suspended(self.suspended());
+        for (node, at) in &self.facts_gathered {
+            self.metrics.set_facts_age(node, at.elapsed().as_secs_f64());
+        }
         self.metrics
             .set_lock_holder(self.lock.holder().as_ref().map(|h| h.id.as_str()));
         let fresh = if !sync {
@@ -355,9 +361,12 @@ impl Daemon<'_> {
             ("none", s.unchanged as u64),
             ("blocked", s.blocked as u64),
         ]);
-        for node in prepared.facts.keys() {
-            self.metrics.set_facts_age(node, 0.0);
-        }
+        let gathered = Instant::now();
+        self.facts_gathered = prepared
+            .facts
+            .keys()
+            .map(|n| (n.clone(), gathered))
+            .collect();
         if self.published.as_deref() != Some(prepared.loaded.commit.as_str()) {
             let input = crate::desired::generation_input(
                 &prepared.loaded,
@@ -381,13 +390,11 @@ impl Daemon<'_> {
         self.execute(src, journal, prepared.loaded, now)
     }
 
-    /// Follow the FCOS stream: mirror (download, verify) what it names now, at most once per
-    /// reconcile interval. Pins never change; failures are reported, not fatal.
+    /// Follow the K3s channel and the FCOS stream: mirror (download, verify) what they name
+    /// now, at most once per reconcile interval. Pins never change; failures are reported, not
+    /// fatal.
     fn follow_upstream(&mut self, loaded: &Loaded) {
         let cluster = &loaded.inventory.cluster;
-        if cluster.fcos.release.is_some() {
-            return;
-        }
         if self
             .last_mirror
             .is_some_and(|t| t.elapsed() < self.cfg.reconcile.interval)
@@ -395,6 +402,22 @@ impl Daemon<'_> {
             return;
         }
         self.last_mirror = Some(Instant::now());
+        match mirror_cmd::mirror_channel_release(cluster, self.state) {
+            Ok(Some(version)) => {
+                tracing::info!(%version, "K3s channel release mirrored and verified");
+                self.metrics
+                    .set_mirror_state(&format!("k3s {version}"), "ok");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "following the K3s channel failed");
+                self.metrics.set_mirror_state("k3s", "failed");
+                self.metrics.inc_error("mirror");
+            }
+        }
+        if cluster.fcos.release.is_some() {
+            return;
+        }
         match mirror_cmd::mirror_stream_release(cluster, self.state) {
             Ok(release) => {
                 tracing::info!(%release, "FCOS stream release mirrored and verified");
@@ -506,7 +529,7 @@ impl Daemon<'_> {
             RolloutState::Done => {
                 tracing::info!(rollout = %done.id, "rollout done");
                 self.notify("rollout-succeeded", &done, None);
-                done.archive(self.state)?;
+                rollout::finish_done(self.state, &done)?;
                 let id = source::CommitId::try_from(commit.clone()).map_err(|e| anyhow!("{e}"))?;
                 if src.last_good() == Some(&id) {
                     src.mark_applied(&id).map_err(|e| anyhow!("{e}"))?;
