@@ -915,3 +915,330 @@ fn booted_os(f: &NodeFacts) -> Option<&str> {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use slipway_model::facts::{Deployment, NodeFacts, OsStatus, Reachability};
+    use slipway_node_ssh::CommandOutput;
+
+    use super::*;
+    use crate::rollout::journal::{Journal, NodeRecord, RolloutState, JOURNAL_FORMAT};
+    use crate::rollout::progress::Lines;
+    use crate::rollout::steps::{steps_for, StepContext};
+
+    /// An in-memory fleet: every command succeeds, a reboot installs the desired config,
+    /// K3s lists every node Ready. `fail_netboot` makes that node never fetch its Ignition.
+    struct Fake {
+        goals: BTreeMap<String, NodeGoal>,
+        state: Mutex<BTreeMap<String, (u32, Option<String>, bool)>>, // boots, canary, installed
+        log: Mutex<Vec<String>>,
+        fail_netboot: Option<String>,
+        clock: Mutex<Instant>,
+    }
+
+    impl Fake {
+        fn new(goals: &BTreeMap<String, NodeGoal>, fail_netboot: Option<&str>) -> Fake {
+            Fake {
+                goals: goals.clone(),
+                state: Mutex::new(
+                    goals
+                        .keys()
+                        .map(|n| (n.clone(), (1, None, false)))
+                        .collect(),
+                ),
+                log: Mutex::new(Vec::new()),
+                fail_netboot: fail_netboot.map(str::to_string),
+                clock: Mutex::new(Instant::now()),
+            }
+        }
+        fn touched(&self) -> Vec<String> {
+            let mut v: Vec<String> = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("systemctl reboot"))
+                .map(|l| l.split(':').next().unwrap().to_string())
+                .collect();
+            v.dedup();
+            v
+        }
+    }
+
+    fn ok(stdout: &str) -> CommandOutput {
+        CommandOutput {
+            status: 0,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
+    impl Effects for Fake {
+        fn exec(&self, node: &str, command: &str) -> Result<CommandOutput, String> {
+            self.log.lock().unwrap().push(format!("{node}: {command}"));
+            let mut st = self.state.lock().unwrap();
+            if command.starts_with("k3s kubectl get nodes") {
+                let items: Vec<serde_json::Value> = self
+                    .goals
+                    .values()
+                    .map(|g| {
+                        serde_json::json!({
+                            "kind": "Node",
+                            "metadata": {"name": g.k3s_name, "labels": if g.role == Role::Server {
+                                serde_json::json!({"node-role.kubernetes.io/control-plane": "true"})
+                            } else { serde_json::json!({}) }},
+                            "spec": {},
+                            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                       "nodeInfo": {"kubeletVersion": g.k3s_version}},
+                        })
+                    })
+                    .collect();
+                return Ok(ok(
+                    &serde_json::json!({"kind": "List", "items": items}).to_string()
+                ));
+            }
+            if let Some(rest) = command.split("printf '%s\\n' ").nth(1) {
+                let nonce = rest.split_whitespace().next().unwrap().to_string();
+                st.get_mut(node).unwrap().1 = Some(nonce);
+            }
+            if command == "systemctl reboot" && self.fail_netboot.as_deref() != Some(node) {
+                let s = st.get_mut(node).unwrap();
+                s.0 += 1;
+                s.2 = true;
+            }
+            Ok(ok(""))
+        }
+        fn facts(&self, node: &str) -> NodeFacts {
+            let st = self.state.lock().unwrap();
+            let (boots, canary, installed) = st[node].clone();
+            let g = &self.goals[node];
+            let mut f = NodeFacts::unreachable("");
+            f.reachability = Reachability::Reachable;
+            f.boot_id = Some(format!("boot-{boots}"));
+            f.var_canary = canary;
+            f.os = Some(OsStatus {
+                booted: Deployment {
+                    version: g.os_version.clone(),
+                    checksum: "c".into(),
+                },
+                pending: None,
+            });
+            f.applied = Some(slipway_model::facts::AppliedConfig {
+                commit: "c".into(),
+                config_hash: if installed {
+                    g.config_hash.clone()
+                } else {
+                    "old".into()
+                },
+                os_version: g.os_version.clone(),
+                k3s_version: g.k3s_version.clone(),
+            });
+            f
+        }
+        fn arm(&self, _node: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn disarm(&self, _node: &str) {}
+        fn ignition_fetched(&self, _node: &str) -> bool {
+            false
+        }
+        fn sleep(&self, d: Duration) {
+            *self.clock.lock().unwrap() += d;
+        }
+        fn now(&self) -> Instant {
+            *self.clock.lock().unwrap()
+        }
+    }
+
+    fn goals() -> BTreeMap<String, NodeGoal> {
+        [
+            ("s1", Role::Server),
+            ("s2", Role::Server),
+            ("s3", Role::Server),
+            ("a1", Role::Agent),
+            ("a2", Role::Agent),
+        ]
+        .into_iter()
+        .map(|(n, role)| {
+            (
+                n.to_string(),
+                NodeGoal {
+                    name: n.into(),
+                    k3s_name: n.into(),
+                    role,
+                    config_hash: format!("new-{n}"),
+                    os_version: "40.20240906.3.0".into(),
+                    k3s_version: "v1.30.4+k3s1".into(),
+                    method: ReinstallMethod::PxeAlways,
+                },
+            )
+        })
+        .collect()
+    }
+
+    fn journal(goals: &BTreeMap<String, NodeGoal>) -> Journal {
+        let order = ["s2", "s3", "s1", "a1", "a2"];
+        Journal {
+            format_version: JOURNAL_FORMAT.into(),
+            id: "1-c".into(),
+            commit: "c".into(),
+            started_unix: 1,
+            cluster_exists: true,
+            os_version: "40.20240906.3.0".into(),
+            k3s_version: "v1.30.4+k3s1".into(),
+            state: RolloutState::Running,
+            halt: None,
+            paused: None,
+            nodes: order
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let g = &goals[*n];
+                    NodeRecord {
+                        node: n.to_string(),
+                        k3s_name: n.to_string(),
+                        role: g.role,
+                        action: Action::Reinstall,
+                        wave: i + 1,
+                        steps: steps_for(
+                            Action::Reinstall,
+                            StepContext {
+                                role: g.role,
+                                cluster_exists: true,
+                                reachable: true,
+                                in_k3s: true,
+                            },
+                        ),
+                        done: 0,
+                        started: false,
+                        desired_hash: g.config_hash.clone(),
+                        canary: None,
+                        boot_id_before: None,
+                        reboot_sent: false,
+                        reboot_attempts: 0,
+                        cordoned: false,
+                        error: None,
+                        started_unix_ms: None,
+                        finished_unix_ms: None,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn executor<'a>(
+        fake: &'a Fake,
+        state: &'a Path,
+        gate: Option<&'a (dyn Fn(Gate) -> Option<String> + Sync)>,
+    ) -> Executor<'a, Fake> {
+        Executor {
+            effects: fake,
+            state,
+            goals: fake.goals.clone(),
+            timeouts: Timeouts {
+                drain: Duration::from_secs(60),
+                install: Duration::from_secs(60),
+                boot: Duration::from_secs(60),
+                ready: Duration::from_secs(60),
+            },
+            progress: &Lines,
+            k3s: K3sArtifacts {
+                binary_url: String::new(),
+                binary_sha256: String::new(),
+                script_url: String::new(),
+                script_sha256: String::new(),
+            },
+            kill_at: None,
+            gate,
+        }
+    }
+
+    #[test]
+    fn a_closing_window_pauses_between_nodes_and_the_rollout_resumes_where_it_stopped() {
+        let t = tempfile::tempdir().unwrap();
+        let g = goals();
+        let fake = Fake::new(&g, None);
+        // The window closes once two waves have started.
+        let waves_started = Mutex::new(0);
+        let gate = |p: Gate| -> Option<String> {
+            match p {
+                Gate::Wave(roles) => {
+                    assert!(!roles.is_empty(), "reinstalls disrupt");
+                    let mut n = waves_started.lock().unwrap();
+                    *n += 1;
+                    (*n > 2).then(|| "the window closed".to_string())
+                }
+                Gate::Step => None,
+            }
+        };
+        let j = executor(&fake, t.path(), Some(&gate))
+            .run(journal(&g))
+            .unwrap();
+        assert_eq!(j.state, RolloutState::Paused);
+        assert_eq!(j.paused.as_deref(), Some("the window closed"));
+        assert_eq!(
+            fake.touched(),
+            vec!["s2", "s3"],
+            "two nodes, then a pause between nodes"
+        );
+        assert!(j.nodes[..2].iter().all(|n| n.is_done() && !n.cordoned));
+        assert!(j.nodes[2..].iter().all(|n| n.done == 0 && !n.started));
+        // The journal on disk says the same; the next window resumes it.
+        assert_eq!(Journal::load(t.path()).unwrap().unwrap(), j);
+        let j = executor(&fake, t.path(), None).run(j).unwrap();
+        assert_eq!(j.state, RolloutState::Done);
+        assert_eq!(
+            fake.touched(),
+            vec!["s2", "s3", "s1", "a1", "a2"],
+            "each node rebooted once"
+        );
+    }
+
+    #[test]
+    fn a_shutdown_checkpoints_between_steps_and_a_failure_halts_with_the_node_cordoned() {
+        let t = tempfile::tempdir().unwrap();
+        let g = goals();
+        let fake = Fake::new(&g, None);
+        let steps = Mutex::new(0);
+        let gate = |p: Gate| -> Option<String> {
+            let mut n = steps.lock().unwrap();
+            if matches!(p, Gate::Step) {
+                *n += 1;
+            }
+            (*n >= 3).then(|| "slipway serve was stopped".to_string())
+        };
+        let j = executor(&fake, t.path(), Some(&gate))
+            .run(journal(&g))
+            .unwrap();
+        assert_eq!(j.state, RolloutState::Paused);
+        let s2 = &j.nodes[0];
+        assert_eq!(
+            s2.done, 3,
+            "stopped after a finished step, never mid-step: {s2:?}"
+        );
+        assert!(!s2.started);
+
+        // A node whose netboot never happens: the rollout halts there, others untouched.
+        let t = tempfile::tempdir().unwrap();
+        let fake = Fake::new(&g, Some("s3"));
+        let j = executor(&fake, t.path(), None).run(journal(&g)).unwrap();
+        assert_eq!(j.state, RolloutState::Halted);
+        let h = j.halt.clone().unwrap();
+        assert_eq!((h.node.as_str(), h.step), ("s3", Step::Netboot));
+        assert!(h.hint.contains("still cordoned"), "{}", h.hint);
+        assert!(j.nodes[1].cordoned);
+        assert!(
+            j.nodes[2..].iter().all(|n| n.done == 0),
+            "no node after s3 was touched"
+        );
+        assert!(!fake
+            .touched()
+            .iter()
+            .any(|n| n == "s1" || n.starts_with('a')));
+    }
+}
