@@ -931,11 +931,14 @@ mod tests {
     use crate::rollout::progress::Lines;
     use crate::rollout::steps::{steps_for, StepContext};
 
+    /// (boots, canary, installed) of a fake node.
+    type FakeNode = (u32, Option<String>, bool);
+
     /// An in-memory fleet: every command succeeds, a reboot installs the desired config,
     /// K3s lists every node Ready. `fail_netboot` makes that node never fetch its Ignition.
     struct Fake {
         goals: BTreeMap<String, NodeGoal>,
-        state: Mutex<BTreeMap<String, (u32, Option<String>, bool)>>, // boots, canary, installed
+        state: Mutex<BTreeMap<String, FakeNode>>,
         log: Mutex<Vec<String>>,
         fail_netboot: Option<String>,
         clock: Mutex<Instant>,
