@@ -105,6 +105,17 @@ fn main() {
     let identity = workspace().join("cluster-repo-example/.slipway/DEMO-ONLY-age-identity.txt");
     let repo = t.path().join("repo");
     copy_dir(&workspace().join("cluster-repo-example"), &repo);
+    // Pin FCOS: a daemon following the stream would fetch the official stream metadata, and
+    // benchmarks only ever dial loopback.
+    let cluster_yaml = repo.join("cluster.yaml");
+    let pinned = std::fs::read_to_string(&cluster_yaml)
+        .unwrap()
+        .replace("  # release: 40.20240906.3.0", "  release: 40.20240906.3.0");
+    assert!(
+        pinned.contains("\n  release: 40.20240906.3.0"),
+        "the example's pin line moved"
+    );
+    std::fs::write(&cluster_yaml, pinned).unwrap();
     for i in 3..=(NODES - 3) {
         std::fs::write(
             repo.join(format!("nodes/worker{i}.yaml")),

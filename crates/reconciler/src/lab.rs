@@ -4,7 +4,8 @@
 //! simulator installs. `slipway demo` runs in one, and so do the end-to-end tests.
 //!
 //! The lab's cluster.yaml points `boot_server.url` at a free loopback port, has short
-//! rollout timeouts and no maintenance windows (tests that need windows write them).
+//! rollout timeouts, no maintenance windows (tests that need windows write them) and FCOS
+//! pinned to the newest stand-in release, so nothing ever follows an upstream stream.
 //! Every node starts as a machine with some older OS and no K3s, reachable over SSH: the
 //! first rollout installs the cluster from nothing. Host keys are throwaway keys (the repo
 //! copy carries them, encrypted to the repository's recipients). Nothing here dials
@@ -174,6 +175,16 @@ impl Lab {
             m.insert("rollout".into(), rollout);
             // Any time is maintenance time in a lab (tests that want windows add them).
             m.remove("maintenance_windows");
+            // FCOS pinned to the newest stand-in release: a lab never follows the official
+            // stream (a test that follows one serves it on loopback and removes the pin).
+            if let Some(newest) = opts.fcos_releases.last() {
+                let fcos = m
+                    .entry("fcos".into())
+                    .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+                fcos.as_mapping_mut()
+                    .context("fcos is not a mapping")?
+                    .insert("release".into(), newest.clone().into());
+            }
             Ok(())
         })?;
         let lab = Lab {

@@ -93,6 +93,8 @@ struct Daemon {
     child: Child,
     api: SocketAddr,
     log: PathBuf,
+    /// What the daemon told "systemd" (its `NOTIFY_SOCKET`).
+    systemd: std::os::unix::net::UnixDatagram,
 }
 
 impl Drop for Daemon {
@@ -163,16 +165,53 @@ format = "json"
         if let Some(t) = fake_now {
             c.env("SLIPWAY_FAKE_NOW", t);
         }
+        // Stand in for systemd: Type=notify's socket, and a 10 s watchdog.
+        let socket = lab.dir.join(format!("notify-{}.sock", api.port()));
+        let systemd = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+        systemd
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        c.env("NOTIFY_SOCKET", &socket)
+            .env("WATCHDOG_USEC", "10000000");
         let child = c.spawn().unwrap();
-        let d = Daemon { child, api, log };
+        let d = Daemon {
+            child,
+            api,
+            log,
+            systemd,
+        };
         eventually("the daemon to be ready", Duration::from_secs(60), || {
             (http(d.api, "GET", "/readyz", &[], "").map(|r| r.0) == Some(200)).then_some(())
         });
         d
     }
 
+    /// The next message the daemon sent to "systemd".
+    fn systemd_says(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self
+            .systemd
+            .recv(&mut buf)
+            .expect("a message on NOTIFY_SOCKET");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Wait for a message on NOTIFY_SOCKET containing `what`.
+    fn wait_systemd(&self, what: &str) {
+        for _ in 0..200 {
+            if self.systemd_says().contains(what) {
+                return;
+            }
+        }
+        panic!("the daemon never told systemd {what}");
+    }
+
     fn metrics(&self) -> BTreeMap<String, f64> {
-        let (status, body) = http(self.api, "GET", "/metrics", &[], "").expect("scraping");
+        let Some((status, body)) = http(self.api, "GET", "/metrics", &[], "") else {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!("scraping /metrics failed; the daemon's log ends with:\n{tail:#?}");
+        };
         assert_eq!(status, 200);
         parse_metrics(&body)
     }
@@ -375,6 +414,9 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
     // nothing, so the daemon installs the cluster.
     let monday = "2026-11-23T11:00:00Z";
     let d = Daemon::start(&lab, &signing, Some(monday));
+    // Type=notify: READY once the servers listen, then watchdog keep-alives.
+    d.wait_systemd("READY=1");
+    d.wait_systemd("WATCHDOG=1");
     eventually("the cluster installed", Duration::from_secs(300), || {
         applied(&d, &c1).then_some(())
     });
@@ -399,8 +441,18 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
         "nothing disruptive ran while closed"
     );
     // SIGTERM stops it cleanly.
+    let systemd = d.systemd.try_clone().unwrap();
     let status = d.terminate();
     assert!(status.success(), "{status:?}");
+    let mut buf = [0u8; 4096];
+    let mut said = Vec::new();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while let Ok(n) = systemd.recv(&mut buf) {
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(said.iter().any(|m| m.contains("STOPPING=1")), "{said:?}");
     assert!(!lab.state.join("serve.pid").exists());
 
     // Saturday 03:30 in Paris: the window is open, the rollout runs and is announced.
@@ -683,6 +735,8 @@ fn serve_follows_the_fcos_stream_and_never_retries_a_release_that_failed() {
             "stream_url".into(),
             format!("http://{}/stable.json", stream.addr).into(),
         );
+        // Follow the (loopback) stream: no pin.
+        c["fcos"].as_mapping_mut().unwrap().remove("release");
         let k3s = c["k3s"].as_mapping_mut().unwrap();
         k3s.remove("version");
         k3s.insert("channel".into(), "stable".into());

@@ -158,7 +158,7 @@ fn serve(cfg: &ServeConfig, state: &Path) -> Result<ExitCode> {
         boot.addr
     );
     ready.store(true, Ordering::SeqCst);
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    sd_notify("READY=1");
 
     let mut daemon = Daemon {
         cfg,
@@ -203,22 +203,64 @@ fn serve(cfg: &ServeConfig, state: &Path) -> Result<ExitCode> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    sd_notify("STOPPING=1");
     tracing::info!("slipway serve stopped; the journal is consistent");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Send systemd's watchdog keep-alive at half the interval systemd asked for, if it did.
+/// Send systemd's watchdog keep-alive at half the interval systemd asked for, if it did:
+/// `WATCHDOG_USEC` set and `WATCHDOG_PID`, when set, naming this process (sd_watchdog_enabled's
+/// rule).
 fn watchdog(rt: &tokio::runtime::Runtime) {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let every = Duration::from_micros(usec / 2);
-        rt.spawn(async move {
-            loop {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                tokio::time::sleep(every).await;
-            }
-        });
+    let Some(usec) = watchdog_usec(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    ) else {
+        return;
+    };
+    let every = Duration::from_micros(usec / 2);
+    rt.spawn(async move {
+        loop {
+            sd_notify("WATCHDOG=1");
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+/// Tell systemd (`Type=notify`) something: one datagram to `$NOTIFY_SOCKET` (a path, or
+/// `@name` in the abstract namespace). Never blocks: a full or missing socket drops the
+/// message rather than stall the daemon (the sd-notify crate's socket blocks, and a manager
+/// that stops reading would freeze shutdown).
+fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let msg = format!("{state}\n");
+    let sent = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a)),
+        None => sock.send_to(msg.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, state, "systemd notification dropped");
+    }
+}
+
+/// The watchdog interval systemd asked this process for, if any.
+fn watchdog_usec(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<u64> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
+    match pid {
+        Some(p) if p.trim().parse::<u32>().ok() != Some(me) => None,
+        _ => Some(usec),
     }
 }
 
@@ -652,4 +694,21 @@ pub fn request_now(state: &Path) -> Result<bool> {
         pid.trim()
     );
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_watchdog_applies_to_this_process_unless_another_is_named() {
+        use super::watchdog_usec;
+        assert_eq!(watchdog_usec(Some("2000000"), None, 7), Some(2_000_000));
+        assert_eq!(
+            watchdog_usec(Some("2000000"), Some("7"), 7),
+            Some(2_000_000)
+        );
+        assert_eq!(watchdog_usec(Some("2000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_usec(None, Some("7"), 7), None);
+        assert_eq!(watchdog_usec(Some("0"), None, 7), None);
+        assert_eq!(watchdog_usec(Some("soon"), None, 7), None);
+    }
 }
