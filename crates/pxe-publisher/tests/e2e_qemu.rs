@@ -302,10 +302,20 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The value after `key` on its serial line. A kernel message that still lands on the same
+/// line (`[    1.995448] ...`, printed before `dmesg -n 1` took effect) is cut off.
 fn marker<'a>(serial: &'a str, key: &str) -> Option<&'a str> {
-    serial
-        .lines()
-        .find_map(|l| l.find(key).map(|i| l[i + key.len()..].trim()))
+    serial.lines().find_map(|l| {
+        let rest = &l[l.find(key)? + key.len()..];
+        let end = rest.find("[ ").filter(|&i| {
+            rest[i + 1..]
+                .trim_start()
+                .split(']')
+                .next()
+                .is_some_and(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        });
+        Some(rest[..end.unwrap_or(rest.len())].trim())
+    })
 }
 
 fn drain(rx: &mut tokio::sync::broadcast::Receiver<BootEvent>) -> Vec<BootEvent> {

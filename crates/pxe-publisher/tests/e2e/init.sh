@@ -11,6 +11,9 @@ mkdir -p /proc /sys /dev /tmp /run
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# Keep kernel messages off the serial console: a printk landing mid-line would split a
+# report line (seen once: the TSC calibration message appended to SLIPWAY-CMDLINE).
+dmesg -n 1 2>/dev/null
 
 # Load the virtio NIC driver stack; repeat passes tolerate ordering issues
 # and modules that are built into the kernel.
