@@ -12,6 +12,10 @@
 //! `./tests/run` installs them).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{copy_dir, workspace};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -20,26 +24,6 @@ use slipway::lab::{edit_yaml, Lab, LabOptions};
 use slipway::rollout::journal::{last_archived, Journal};
 
 const AGENTS: usize = 20;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
 
 fn slipway(args: &[&std::ffi::OsStr]) {
     let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
