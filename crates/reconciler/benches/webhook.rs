@@ -13,11 +13,13 @@
 
 mod common;
 
-use common::{copy_dir, git, run, slipway, workspace};
+use common::{
+    git, import_stand_in_artifacts, keygen, pinned_example_copy, run, slipway, workspace,
+};
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -109,18 +111,7 @@ fn main() {
     std::fs::create_dir_all(&home).unwrap();
     let identity = workspace().join("cluster-repo-example/.slipway/DEMO-ONLY-age-identity.txt");
     let repo = t.path().join("repo");
-    copy_dir(&workspace().join("cluster-repo-example"), &repo);
-    // Pin FCOS: a daemon following the stream would fetch the official stream metadata, and
-    // benchmarks only ever dial loopback.
-    let cluster_yaml = repo.join("cluster.yaml");
-    let pinned = std::fs::read_to_string(&cluster_yaml)
-        .unwrap()
-        .replace("  # release: 40.20240906.3.0", "  release: 40.20240906.3.0");
-    assert!(
-        pinned.contains("\n  release: 40.20240906.3.0"),
-        "the example's pin line moved"
-    );
-    std::fs::write(&cluster_yaml, pinned).unwrap();
+    pinned_example_copy(&repo);
     // Every node answers nothing: a closed loopback port.
     for e in std::fs::read_dir(repo.join("nodes")).unwrap() {
         let p = e.unwrap().path();
@@ -129,9 +120,7 @@ fn main() {
         std::fs::write(&p, s).unwrap();
     }
     let key = t.path().join("signer");
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key));
+    keygen(&key);
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let allowed = t.path().join("allowed_signers");
     std::fs::write(
@@ -158,37 +147,9 @@ fn main() {
     let mut head = commit("five nodes");
 
     let state = t.path().join("state");
-    let files = t.path().join("artifacts");
-    std::fs::create_dir_all(&files).unwrap();
-    for (name, body) in [
-        ("kernel", "k"),
-        ("initramfs.img", "i"),
-        ("rootfs.img", "r"),
-        ("metal.raw.xz", "m"),
-        ("k3s", "#!/bin/sh\n"),
-        ("install.sh", "#!/bin/sh\n"),
-    ] {
-        std::fs::write(files.join(name), body).unwrap();
-    }
-    run(slipway()
-        .args(["artifacts", "import", "--state"])
-        .arg(&state)
-        .args(["--fcos-release", "40.20240906.3.0", "--kernel"])
-        .arg(files.join("kernel"))
-        .arg("--initramfs")
-        .arg(files.join("initramfs.img"))
-        .arg("--rootfs")
-        .arg(files.join("rootfs.img"))
-        .arg("--metal")
-        .arg(files.join("metal.raw.xz"))
-        .args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"])
-        .arg(files.join("k3s"))
-        .arg("--k3s-install-script")
-        .arg(files.join("install.sh")));
+    import_stand_in_artifacts(&t.path().join("artifacts"), &state);
     let node_key = t.path().join("node_key");
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&node_key));
+    keygen(&node_key);
     let secret_file = t.path().join("webhook-secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let free = || {

@@ -59,3 +59,56 @@ pub fn git(repo: &Path, home: &Path) -> Command {
         ]);
     c
 }
+
+/// A copy of cluster-repo-example in `dest` with FCOS pinned: a daemon following the stream
+/// would fetch the official stream metadata, and benchmarks only ever dial loopback.
+pub fn pinned_example_copy(dest: &Path) {
+    copy_dir(&workspace().join("cluster-repo-example"), dest);
+    let cluster_yaml = dest.join("cluster.yaml");
+    let pinned = std::fs::read_to_string(&cluster_yaml)
+        .unwrap()
+        .replace("  # release: 40.20240906.3.0", "  release: 40.20240906.3.0");
+    assert!(
+        pinned.contains("\n  release: 40.20240906.3.0"),
+        "the example's pin line moved"
+    );
+    std::fs::write(&cluster_yaml, pinned).unwrap();
+}
+
+/// Stand-in FCOS 40.20240906.3.0 and K3s v1.30.4+k3s1 files (written under `dir`) imported
+/// into the state folder with `slipway artifacts import`.
+pub fn import_stand_in_artifacts(dir: &Path, state: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, body) in [
+        ("kernel", "k"),
+        ("initramfs.img", "i"),
+        ("rootfs.img", "r"),
+        ("metal.raw.xz", "m"),
+        ("k3s", "#!/bin/sh\n"),
+        ("install.sh", "#!/bin/sh\n"),
+    ] {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    run(slipway()
+        .args(["artifacts", "import", "--state"])
+        .arg(state)
+        .args(["--fcos-release", "40.20240906.3.0", "--kernel"])
+        .arg(dir.join("kernel"))
+        .arg("--initramfs")
+        .arg(dir.join("initramfs.img"))
+        .arg("--rootfs")
+        .arg(dir.join("rootfs.img"))
+        .arg("--metal")
+        .arg(dir.join("metal.raw.xz"))
+        .args(["--k3s-version", "v1.30.4+k3s1", "--k3s-binary"])
+        .arg(dir.join("k3s"))
+        .arg("--k3s-install-script")
+        .arg(dir.join("install.sh")));
+}
+
+/// A fresh ed25519 key pair at `path` (+ `.pub`), made by ssh-keygen.
+pub fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path));
+}
