@@ -158,19 +158,14 @@ impl Journal {
     /// Load the journal, if there is one.
     pub fn load(state: &Path) -> Result<Option<Journal>> {
         let path = journal_path(state);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let Some(j): Option<Journal> = read_json(
+            &path,
+            "the rollout journal is corrupt",
+            "inspect it, then move it away to start over",
+        )?
+        else {
+            return Ok(None);
         };
-        let j: Journal = serde_json::from_str(&text).map_err(|e| {
-            anyhow!(
-                "{}:{}:{}: the rollout journal is corrupt: {e}; inspect it, then move it away to start over",
-                path.display(),
-                e.line(),
-                e.column()
-            )
-        })?;
         if j.format_version != JOURNAL_FORMAT {
             bail!(
                 "{}: journal format {} is not {JOURNAL_FORMAT}: finish or abort that rollout with the Slipway that started it",
@@ -198,6 +193,28 @@ impl Journal {
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         sync_dir(path.parent().unwrap_or(state))
     }
+}
+
+/// A JSON file of the state folder: `None` when absent; a parse error names the file, the
+/// line and column, what is wrong (`what`) and what to do (`remedy`).
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    remedy: &str,
+) -> Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        anyhow!(
+            "{}:{}:{}: {what}: {e}; {remedy}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// The most recent finished rollout, if any.

@@ -389,19 +389,14 @@ impl AppliedRecord {
     /// Load the record; `None` when no rollout has finished from this state folder.
     pub fn load(state: &Path) -> Result<Option<AppliedRecord>> {
         let path = applied_record_path(state);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let Some(r): Option<AppliedRecord> = journal::read_json(
+            &path,
+            "the record of applied configs is corrupt",
+            "move it away (the next finished rollout writes it again)",
+        )?
+        else {
+            return Ok(None);
         };
-        let r: AppliedRecord = serde_json::from_str(&text).map_err(|e| {
-            anyhow!(
-                "{}:{}:{}: the record of applied configs is corrupt: {e}; move it away (the next finished rollout writes it again)",
-                path.display(),
-                e.line(),
-                e.column()
-            )
-        })?;
         if r.format_version != APPLIED_RECORD_FORMAT {
             bail!(
                 "{}: format {} is not {APPLIED_RECORD_FORMAT}: written by another Slipway version",
