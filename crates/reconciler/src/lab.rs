@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::artifacts::{self, ArtifactIndex, FcosEntry, K3sEntry};
 use crate::cmdline::RepoArgs;
-use crate::sim_cmd::{Ready, ReadyNode};
+use crate::sim_cmd::Ready;
 use crate::{desired, repo_fs};
 
 /// The OS the lab's machines run before Slipway installs them.
@@ -141,21 +141,7 @@ impl Lab {
             nodes: specs,
         })
         .map_err(|e| anyhow!("starting the simulated fleet: {e}"))?;
-        let ready = Ready {
-            nodes: fleet
-                .nodes()
-                .iter()
-                .map(|n| {
-                    (
-                        n.name(),
-                        ReadyNode {
-                            port: n.port(),
-                            sshd_pid: n.sshd_pid(),
-                        },
-                    )
-                })
-                .collect(),
-        };
+        let ready = Ready::of(&fleet);
         crate::sim_cmd::write_repo_copy(&repo, &loaded, &ready, &host_keys)?;
         let t = opts.timeouts;
         edit_yaml(&repo.join("cluster.yaml"), |c| {

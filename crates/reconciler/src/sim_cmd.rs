@@ -101,6 +101,27 @@ pub struct Ready {
     pub nodes: BTreeMap<String, ReadyNode>,
 }
 
+impl Ready {
+    /// What a started fleet reports: each node's port and sshd pid.
+    pub fn of(fleet: &Fleet) -> Ready {
+        Ready {
+            nodes: fleet
+                .nodes()
+                .iter()
+                .map(|n| {
+                    (
+                        n.name(),
+                        ReadyNode {
+                            port: n.port(),
+                            sshd_pid: n.sshd_pid(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One node of [`Ready`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReadyNode {
@@ -458,21 +479,7 @@ fn run_inner(paths: &SimPaths) -> Result<ExitCode> {
         nodes: specs,
     })
     .map_err(|e| anyhow!("starting the fleet: {e}"))?;
-    let ready = Ready {
-        nodes: fleet
-            .nodes()
-            .iter()
-            .map(|n| {
-                (
-                    n.name(),
-                    ReadyNode {
-                        port: n.port(),
-                        sshd_pid: n.sshd_pid(),
-                    },
-                )
-            })
-            .collect(),
-    };
+    let ready = Ready::of(&fleet);
     repo_fs::write_atomic(&paths.ready(), &serde_json::to_vec_pretty(&ready)?)?;
     eprintln!("fleet ready: {} node(s)", ready.nodes.len());
     while !stop.load(Ordering::SeqCst) {
