@@ -53,18 +53,18 @@ fn fields_newer_than_the_version_are_rejected() {
     let text = "variant: fcos\nversion: 1.3.0\nkernel_arguments:\n  should_exist: [a]\n";
     assert_eq!(
         diags(text),
-        ["error in.bu:4:15|`kernel_arguments` is not supported by fcos 1.3.0"]
+        ["error in.bu:3:1|`kernel_arguments` is not supported by fcos 1.3.0"]
     );
     let text = "variant: fcos\nversion: 1.4.0\nsystemd:\n  units:\n    - name: a.service\n      contents_local: a\n";
     assert_eq!(
         diags(text),
-        ["error in.bu:6:23|`contents_local` is not supported by fcos 1.4.0"]
+        ["error in.bu:6:7|`contents_local` is not supported by fcos 1.4.0"]
     );
     let text =
         "variant: fcos\nversion: 1.0.0\nignition:\n  config:\n    merge:\n      - inline: x\n";
     assert_eq!(
         diags(text),
-        ["error in.bu:6:17|`inline` is not supported by fcos 1.0.0"]
+        ["error in.bu:6:9|`inline` is not supported by fcos 1.0.0"]
     );
     let text = "variant: fcos\nversion: 1.3.0\nstorage:\n  filesystems:\n    - device: /dev/vdb1\n      format: swap\n      with_mount_unit: true\n";
     assert_eq!(
@@ -74,7 +74,7 @@ fn fields_newer_than_the_version_are_rejected() {
     let text = "variant: fcos\nversion: 1.2.0\nboot_device:\n  luks:\n    tpm2: true\n";
     assert_eq!(
         diags(text),
-        ["error in.bu:4:7|`boot_device` is not supported by fcos 1.2.0"]
+        ["error in.bu:3:1|`boot_device` is not supported by fcos 1.2.0"]
     );
 }
 
@@ -219,4 +219,33 @@ fn bad_scalars_and_mount_units() {
         diags(&text),
         ["error in.bu:4:11|layout must be one of: aarch64, ppc64le, x86_64"]
     );
+}
+
+#[test]
+fn quoted_numbers_and_booleans_are_strings_as_in_butane() {
+    // go-yaml types `"0644"` as !!str and refuses it for Butane's `*int` mode field.
+    let text = format!("{HEAD}storage:\n  files:\n    - path: /etc/a\n      mode: \"0644\"\n");
+    assert_eq!(
+        diags(&text),
+        ["error in.bu:6:13|expected a whole number, found a quoted string"]
+    );
+    let err = translate("in.bu", &text, &TranslateOptions::default(), &NoFiles).unwrap_err();
+    assert!(err[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("remove the quotes"));
+    let text = format!("{HEAD}systemd:\n  units:\n    - name: a.service\n      enabled: 'true'\n");
+    assert_eq!(
+        diags(&text),
+        ["error in.bu:6:16|expected a boolean, found a quoted string"]
+    );
+    let text = format!("{HEAD}storage:\n  disks:\n    - device: /dev/vda\n      partitions:\n        - number: \"4\"\n");
+    assert_eq!(
+        diags(&text),
+        ["error in.bu:7:19|expected a whole number, found a quoted string"]
+    );
+    // The same values unquoted are fine, and so are quoted strings where strings belong.
+    let text = format!("{HEAD}storage:\n  files:\n    - path: \"/etc/a\"\n      mode: 0644\n      overwrite: true\n      contents:\n        inline: \"x\"\n");
+    assert_eq!(diags(&text), Vec::<String>::new());
 }

@@ -18,7 +18,72 @@ const MAX_ERRORS: usize = 50;
 
 /// Parse `text` (named `file` in messages) into `T`, reporting every problem found.
 pub fn load<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Vec<Diagnostic>> {
-    let mut node = parse(file, text).map_err(|d| vec![d])?;
+    let node = parse(file, text).map_err(|d| vec![d])?;
+    load_node(file, node)
+}
+
+/// What a typed value forgets about its YAML: which scalars were quoted, and where the key
+/// of each value is. Positions are (line, column), as in [`location_of`].
+///
+/// Go's YAML library types a quoted `"0644"` or `"true"` as a string and refuses it for a
+/// number or boolean field; marked-yaml hands both spellings over as text, so readers that
+/// must refuse the quoted one ask [`Marks::is_quoted`]. A mapping's span starts after its
+/// first key, so "this section is not allowed" is better shown at [`Marks::key_of`].
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    quoted: std::collections::HashSet<(usize, usize)>,
+    keys: std::collections::HashMap<(usize, usize), Marker>,
+}
+
+fn pos(span: &Span) -> Option<(usize, usize)> {
+    span.start().map(|m| (m.line(), m.column()))
+}
+
+impl Marks {
+    /// Whether the scalar at `span` was written in quotes (or as a block scalar).
+    pub fn is_quoted(&self, span: &Span) -> bool {
+        pos(span).is_some_and(|p| self.quoted.contains(&p))
+    }
+
+    /// The span of the mapping key whose value is at `span`, or `span` itself.
+    pub fn key_of(&self, span: &Span) -> Span {
+        pos(span)
+            .and_then(|p| self.keys.get(&p))
+            .map_or(*span, |m| Span::new_start(*m))
+    }
+
+    fn collect(&mut self, node: &Node) {
+        match node {
+            Node::Scalar(s) => {
+                if !s.may_coerce() {
+                    self.quoted.extend(pos(s.span()));
+                }
+            }
+            Node::Mapping(map) => {
+                for (k, v) in map.iter() {
+                    if let (Some(p), Some(m)) = (pos(v.span()), k.span().start()) {
+                        self.keys.entry(p).or_insert(*m);
+                    }
+                    self.collect(v);
+                }
+            }
+            Node::Sequence(seq) => seq.iter().for_each(|v| self.collect(v)),
+        }
+    }
+}
+
+/// Like [`load`], and also returns the document's [`Marks`].
+pub fn load_with_marks<T: DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<(T, Marks), Vec<Diagnostic>> {
+    let node = parse_with(file, text, true).map_err(|d| vec![d])?;
+    let mut marks = Marks::default();
+    marks.collect(&node);
+    load_node(file, node).map(|v| (v, marks))
+}
+
+fn load_node<T: DeserializeOwned>(file: &str, mut node: Node) -> Result<T, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut pruned: Vec<String> = Vec::new();
     loop {
@@ -67,11 +132,19 @@ pub fn load<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Vec<Diagno
 
 /// Parse YAML text into a marked tree (top level must be a mapping; duplicate keys are errors).
 pub fn parse(file: &str, text: &str) -> Result<Node, Diagnostic> {
+    parse_with(file, text, false)
+}
+
+/// `prevent_coercion` marks quoted scalars (marked-yaml then also refuses them for
+/// plain `bool` and number fields).
+fn parse_with(file: &str, text: &str, prevent_coercion: bool) -> Result<Node, Diagnostic> {
     if text.trim().is_empty() {
         return Err(Diagnostic::error(Location::file(file), "the file is empty")
             .with_hint("a YAML mapping (key: value lines) is expected here"));
     }
-    let opts = LoaderOptions::default().error_on_duplicate_keys(true);
+    let opts = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(prevent_coercion);
     marked_yaml::parse_yaml_with_options(0, text, opts).map_err(|e| load_error(file, e))
 }
 

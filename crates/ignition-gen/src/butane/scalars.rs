@@ -10,8 +10,8 @@
 //!   go-yaml offers it when the target is a typed `bool`, YAML 1.1's `y`/`yes`/`on`/`n`/`no`/`off`
 //!   in their three capitalizations.
 //!
-//! Known gap: marked-yaml does not tell a quoted `"0644"` from a plain `0644`; go-yaml
-//! rejects the quoted one, we read both.
+//! go-yaml refuses a quoted `"0644"` or `"true"` for these fields; the translator does too,
+//! asking [`slipway_model::yaml::Marks`] where the quoted scalars are.
 
 use std::fmt;
 

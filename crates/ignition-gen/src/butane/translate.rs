@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use marked_yaml::Span;
 use slipway_model::diag::{Diagnostic, Location, Severity};
-use slipway_model::yaml::{load, location_of};
+use slipway_model::yaml::{load_with_marks, location_of, Marks};
 
 use super::dataurl::{escape, make_data_url};
 use super::schema::{self as b, OBool, OInt, OStr, S};
@@ -56,9 +56,10 @@ pub fn translate(
     opts: &TranslateOptions,
     files: &dyn FileSource,
 ) -> Result<Translation, Vec<Diagnostic>> {
-    let cfg: b::Config = load(file, yaml)?;
+    let (cfg, marks): (b::Config, _) = load_with_marks(file, yaml)?;
     let mut cx = Ctx {
         file,
+        marks,
         opts,
         files,
         ver: V1_6,
@@ -79,6 +80,9 @@ pub fn translate(
 
 struct Ctx<'a> {
     file: &'a str,
+    /// Quoted scalars (Go's YAML library reads a quoted `"0644"` as a string, never as a
+    /// number or boolean) and where each value's key is.
+    marks: Marks,
     opts: &'a TranslateOptions,
     files: &'a dyn FileSource,
     ver: ButaneVersion,
@@ -103,6 +107,11 @@ enum ResKind {
 impl Ctx<'_> {
     fn int(&mut self, o: &OInt) -> Option<i64> {
         let v = o.as_ref()?;
+        if self.marks.is_quoted(v.span()) {
+            let d = self.error(v.span(), "expected a whole number, found a quoted string");
+            d.hint = Some("remove the quotes: a quoted value is text, as in Butane".into());
+            return None;
+        }
         match &v.0 {
             Ok(n) => Some(*n),
             Err(text) => {
@@ -114,6 +123,11 @@ impl Ctx<'_> {
 
     fn bo(&mut self, o: &OBool) -> Option<bool> {
         let v = o.as_ref()?;
+        if self.marks.is_quoted(v.span()) {
+            let d = self.error(v.span(), "expected a boolean, found a quoted string");
+            d.hint = Some("remove the quotes: a quoted value is text, as in Butane".into());
+            return None;
+        }
         match &v.0 {
             Ok(b) => Some(*b),
             Err(text) => {
@@ -149,7 +163,8 @@ impl Ctx<'_> {
         match field {
             Some(v) if self.ver < min => {
                 let ver = self.ver;
-                let d = self.error(v.span(), format!("`{key}` is not supported by fcos {ver}"));
+                let at = self.marks.key_of(v.span());
+                let d = self.error(&at, format!("`{key}` is not supported by fcos {ver}"));
                 d.hint = Some(format!("`{key}` needs `version: {min}` or later"));
                 false
             }
