@@ -72,6 +72,11 @@ impl NodeDirs {
     pub fn sshd(&self) -> PathBuf {
         self.base.join("sshd")
     }
+    /// Host paths shown read-only inside the node at the same path, one per line (see
+    /// [`crate::SimNode::expose_host_paths`]).
+    pub fn host_paths(&self) -> PathBuf {
+        self.base.join("host-paths")
+    }
     /// The fleet's cluster folder (shared by every node), mounted at [`CLUSTER_MOUNT`]
     /// inside the node.
     pub fn cluster(&self) -> PathBuf {
@@ -191,6 +196,42 @@ pub fn wrap(node_dir: &Path) -> SimError {
     SimError::io("executing", Path::new("unshare"), err)
 }
 
+/// Bind the host paths listed in the node's `host-paths` file read-only into its root, at
+/// the same paths (mount points are created in the root as needed). No file, no mounts.
+fn mount_host_paths(dirs: &NodeDirs) -> Result<(), SimError> {
+    use rustix::mount::{mount_bind, mount_remount, MountFlags};
+    let list = dirs.host_paths();
+    let text = match std::fs::read_to_string(&list) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SimError::io("reading", &list, e)),
+    };
+    let root = dirs.root();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let source = Path::new(line);
+        let Ok(relative) = source.strip_prefix("/") else {
+            return Err(SimError::Unsupported(format!(
+                "{}: `{line}` is not an absolute path",
+                list.display()
+            )));
+        };
+        let target = root.join(relative);
+        if source.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| SimError::io("creating", &target, e))?;
+        } else if !target.exists() {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| SimError::io("creating", parent, e))?;
+            }
+            std::fs::write(&target, b"").map_err(|e| SimError::io("creating", &target, e))?;
+        }
+        mount_bind(source, &target)
+            .map_err(|e| SimError::io("bind-mounting onto", &target, e.into()))?;
+        mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, "")
+            .map_err(|e| SimError::io("making read-only", &target, e.into()))?;
+    }
+    Ok(())
+}
+
 /// `slipway-sim enter <node dir> -- <argv...>`: runs in a private mount
 /// namespace; mounts, chroots and execs. Returns only on error.
 pub fn enter(node_dir: &Path, argv: &[OsString]) -> SimError {
@@ -214,6 +255,9 @@ pub fn enter(node_dir: &Path, argv: &[OsString]) -> SimError {
         if let Err(e) = rustix::mount::mount_bind(source, target) {
             return SimError::io("bind-mounting onto", target, e.into());
         }
+    }
+    if let Err(e) = mount_host_paths(&dirs) {
+        return e;
     }
     if let Err(e) = rustix::process::chroot(&root) {
         return SimError::io("chrooting into", &root, e.into());

@@ -1415,6 +1415,27 @@ impl SimNode<'_> {
         self.dirs().control()
     }
 
+    /// Show these host paths read-only inside the node, at the same paths, to every
+    /// command that arrives from now on (FCOS has no Python; a benchmark that compares with
+    /// Ansible's Python modules lends the node the host's). The node's own files at those
+    /// paths are hidden while a command runs, never changed; missing mount points are
+    /// created empty in its root.
+    pub fn expose_host_paths(&self, paths: &[&Path]) -> Result<(), SimError> {
+        let list = self.dirs().host_paths();
+        let mut text = String::new();
+        for p in paths {
+            if !p.is_absolute() || !p.exists() {
+                return Err(SimError::Unsupported(format!(
+                    "cannot expose `{}` to {}: not an existing absolute path",
+                    p.display(),
+                    self.name()
+                )));
+            }
+            text.push_str(&format!("{}\n", p.display()));
+        }
+        std::fs::write(&list, text).map_err(|e| SimError::io("writing", &list, e))
+    }
+
     /// The node's current run-time state.
     pub fn state(&self) -> Result<SimState, SimError> {
         read_state(&self.dirs().control())

@@ -441,3 +441,36 @@ fn dropping_the_fleet_leaves_no_process_behind() {
     }
     runner.join().unwrap();
 }
+
+#[test]
+fn exposed_host_paths_are_visible_read_only_inside_the_node() {
+    let t = start_fleet(1, installed);
+    let lent = tempfile::tempdir().unwrap();
+    std::fs::write(lent.path().join("tool.txt"), b"lent by the host\n").unwrap();
+    let node = t.fleet.node("node-00").unwrap();
+    let mut conn = Ssh2Connector::new(options()).connect(&t.target(0)).unwrap();
+    let dir = lent.path().display().to_string();
+    // Not exposed yet: the node's root has no such path.
+    let out = conn.exec(&format!("cat {dir}/tool.txt")).unwrap();
+    assert_ne!(out.status, 0);
+
+    node.expose_host_paths(&[lent.path()]).unwrap();
+    let out = conn.exec(&format!("cat {dir}/tool.txt")).unwrap();
+    assert_eq!(
+        (out.status, out.stdout.as_slice()),
+        (0, &b"lent by the host\n"[..])
+    );
+    // Read-only: the node cannot change the host's files.
+    let out = conn
+        .exec(&format!("echo x > {dir}/written && echo wrote"))
+        .unwrap();
+    assert_ne!(out.status, 0, "a write succeeded: {out:?}");
+    assert!(!lent.path().join("written").exists());
+    // Only existing absolute paths can be lent.
+    assert!(node
+        .expose_host_paths(&[std::path::Path::new("relative/path")])
+        .is_err());
+    assert!(node
+        .expose_host_paths(&[&lent.path().join("missing")])
+        .is_err());
+}
