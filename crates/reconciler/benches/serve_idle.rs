@@ -30,22 +30,34 @@ fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((out.split(' ').nth(1)?.parse().ok()?, out))
 }
 
-/// (RSS bytes, user+system clock ticks) of a process.
-fn sample(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kb: u64 = status
+/// A `/proc/PID/status` line's value in bytes (`VmRSS:   1234 kB`).
+fn status_bytes(status: &str, key: &str) -> u64 {
+    let kb: u64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap()
         .parse()
         .unwrap();
+    kb * 1024
+}
+
+/// (RSS bytes, user+system clock ticks) of a process; prints how the RSS splits.
+fn sample(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status_bytes(&status, "VmRSS:");
+    println!(
+        "RSS {:.1} MB: heap and other anonymous {:.1} MB, mapped files (binary, libraries) {:.1} MB",
+        rss as f64 / 1e6,
+        status_bytes(&status, "RssAnon:") as f64 / 1e6,
+        status_bytes(&status, "RssFile:") as f64 / 1e6,
+    );
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = stat.rsplit_once(')').unwrap().1;
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields after the command: state is [0], utime is field 14 overall → [11], stime → [12].
     let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    (rss_kb * 1024, ticks)
+    (rss, ticks)
 }
 
 fn main() {
@@ -135,8 +147,14 @@ fn main() {
     let api = api.to_string();
     let start = Instant::now();
     // Ready, and the first plan exported (every node unreachable: blocked or install).
+    let mut before_plan = false;
     loop {
         if let Some((200, body)) = get(&api, "/metrics") {
+            if !before_plan {
+                before_plan = true;
+                print!("before the first plan: ");
+                sample(child.id());
+            }
             if body.contains("slipway_plan_actions") {
                 break;
             }
