@@ -904,6 +904,35 @@ fn load_cluster(cx: &mut Ctx, files: &RepoFiles) -> Option<Cluster> {
             Some("list every server, like `https://server1.lab.example:6443`".into()),
         );
     }
+    for (key, value, example) in [
+        (
+            "fcos.stream_url",
+            &raw.fcos.stream_url,
+            "http://mirror.lab.example/streams/stable.json",
+        ),
+        (
+            "k3s.channel_url",
+            &raw.k3s.channel_url,
+            "http://mirror.lab.example/k3s/channels",
+        ),
+        (
+            "k3s.download_url",
+            &raw.k3s.download_url,
+            "http://mirror.lab.example/k3s/releases",
+        ),
+    ] {
+        let Some(v) = value else { continue };
+        match url::Url::parse(v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => cx.err(
+                location_of(file, v.span()),
+                format!("{key} `{}` is not an http(s) URL", v.as_str()),
+                Some(format!(
+                    "write a whole URL, like `{example}`, or remove the key to use the default"
+                )),
+            ),
+        }
+    }
     let boot_url = match url::Url::parse(&raw.boot_server.url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             raw.boot_server.url.trim_end_matches('/').to_string()
