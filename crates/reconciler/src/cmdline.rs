@@ -390,7 +390,8 @@ pub struct MirrorArgs {
     /// `<base>/<version>/sha256sum-amd64.txt`.
     #[arg(long, default_value = crate::mirror_cmd::DEFAULT_K3S_BASE_URL)]
     pub k3s_base_url: String,
-    /// URL of the K3s install script; its last path segment names it in the store.
+    /// URL of the K3s install script (`{version}` is replaced by the K3s version); its last
+    /// path segment names it in the store.
     #[arg(long, default_value = crate::mirror_cmd::DEFAULT_K3S_INSTALL_SCRIPT_URL)]
     pub k3s_install_script_url: String,
     /// sha256 of the install script, when the release's checksum file does not list it.

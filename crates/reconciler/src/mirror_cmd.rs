@@ -24,8 +24,11 @@ use crate::repo_fs;
 
 /// Where K3s releases are published by default.
 pub const DEFAULT_K3S_BASE_URL: &str = "https://github.com/k3s-io/k3s/releases/download";
-/// Where the K3s install script is published by default.
-pub const DEFAULT_K3S_INSTALL_SCRIPT_URL: &str = "https://get.k3s.io";
+/// Where the K3s install script is published by default: the script of the same tag as the
+/// binary (`{version}` is replaced by the K3s version). The release's checksum file does
+/// not list it, so its sha256 comes from `--k3s-install-script-sha256`.
+pub const DEFAULT_K3S_INSTALL_SCRIPT_URL: &str =
+    "https://raw.githubusercontent.com/k3s-io/k3s/{version}/install.sh";
 
 /// Characters escaped in one URL path segment (a K3s version holds a `+`).
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -123,7 +126,7 @@ pub fn resolve_sources(cluster: &Cluster, args: &MirrorArgs<'_>) -> Result<Sourc
         k3s: K3sUrls {
             binary_url: format!("{base}/{v}/k3s"),
             checksum_url: format!("{base}/{v}/sha256sum-amd64.txt"),
-            install_script_url: args.k3s_install_script_url.to_string(),
+            install_script_url: args.k3s_install_script_url.replace("{version}", &v),
         },
         k3s_version,
     })
@@ -532,11 +535,19 @@ mod tests {
             resolve_sources(&c, &a).unwrap().k3s.binary_url,
             "http://127.0.0.1:9/k3s/v1.31.0%2Bk3s1/k3s"
         );
+        // The install script of the same tag, by default.
+        a.k3s_install_script_url = DEFAULT_K3S_INSTALL_SCRIPT_URL;
+        let script = resolve_sources(&c, &a).unwrap().k3s.install_script_url;
+        assert_eq!(
+            script,
+            "https://raw.githubusercontent.com/k3s-io/k3s/v1.31.0%2Bk3s1/install.sh"
+        );
+        assert_eq!(url_file_name(&script).as_deref(), Some("install.sh"));
     }
 
     #[test]
     fn install_script_urls_without_a_file_name_are_recognised() {
-        assert_eq!(url_file_name(DEFAULT_K3S_INSTALL_SCRIPT_URL), None);
+        assert_eq!(url_file_name("https://get.k3s.io"), None);
         assert_eq!(
             url_file_name("http://127.0.0.1:9/x/install.sh").as_deref(),
             Some("install.sh")
