@@ -440,6 +440,36 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
         1,
         "nothing disruptive ran while closed"
     );
+    // `slipway reconcile --now` asks the running daemon, which overrides the window once.
+    let mut now = slipway();
+    now.args(["reconcile", "--now"]).args(lab.args());
+    let out = run(now);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("asked the running slipway serve"),
+        "{out:?}"
+    );
+    eventually("the reinstall asked for", Duration::from_secs(300), || {
+        applied(&d, &c2).then_some(())
+    });
+    assert_eq!(installs(&lab, "worker1"), 2);
+    assert!(
+        !lab.state.join("reconcile-now").exists(),
+        "the request is taken once"
+    );
+    relabel(&lab, "worker1", "1b");
+    let c2 = signing.commit(&lab, "worker1: round 1b");
+    eventually(
+        "a later change waits again",
+        Duration::from_secs(120),
+        || {
+            let m = d.metrics();
+            (has(&m, "slipway_fetched_commit", &c2)
+                && m.get("slipway_plan_actions{action=\"reinstall\"}") == Some(&1.0))
+            .then_some(())
+        },
+    );
+    assert_eq!(installs(&lab, "worker1"), 2, "closed again after --now");
     // SIGTERM stops it cleanly.
     let systemd = d.systemd.try_clone().unwrap();
     let status = d.terminate();
@@ -463,7 +493,7 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
         Duration::from_secs(300),
         || applied(&d, &c2).then_some(()),
     );
-    assert_eq!(installs(&lab, "worker1"), 2);
+    assert_eq!(installs(&lab, "worker1"), 3);
     let seen = eventually("the notifications", Duration::from_secs(30), || {
         let e = events.lock().unwrap().clone();
         (e.len() >= 2).then_some(e)
@@ -492,7 +522,7 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
     }
     assert_eq!(
         installs(&lab, "worker1"),
-        2,
+        3,
         "nothing applied while suspended"
     );
     let mut r = slipway();
@@ -503,7 +533,7 @@ fn serve_installs_then_waits_for_the_window_and_shares_its_lock_with_zincati() {
         Duration::from_secs(300),
         || applied(&d, &c2b).then_some(()),
     );
-    assert_eq!(installs(&lab, "worker1"), 3);
+    assert_eq!(installs(&lab, "worker1"), 4);
 
     // Zincati on worker2 takes the reboot lock, exactly as Zincati asks for it.
     let zincati = |path: &str| {
