@@ -107,9 +107,7 @@ enum ResKind {
 impl Ctx<'_> {
     fn int(&mut self, o: &OInt) -> Option<i64> {
         let v = o.as_ref()?;
-        if self.marks.is_quoted(v.span()) {
-            let d = self.error(v.span(), "expected a whole number, found a quoted string");
-            d.hint = Some("remove the quotes: a quoted value is text, as in Butane".into());
+        if self.refuse_quoted(v.span(), "a whole number") {
             return None;
         }
         match &v.0 {
@@ -123,9 +121,7 @@ impl Ctx<'_> {
 
     fn bo(&mut self, o: &OBool) -> Option<bool> {
         let v = o.as_ref()?;
-        if self.marks.is_quoted(v.span()) {
-            let d = self.error(v.span(), "expected a boolean, found a quoted string");
-            d.hint = Some("remove the quotes: a quoted value is text, as in Butane".into());
+        if self.refuse_quoted(v.span(), "a boolean") {
             return None;
         }
         match &v.0 {
@@ -136,6 +132,16 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// Go's YAML library reads a quoted scalar as text: refuse it where `expected` is not.
+    fn refuse_quoted(&mut self, span: &Span, expected: &str) -> bool {
+        if !self.marks.is_quoted(span) {
+            return false;
+        }
+        let d = self.error(span, format!("expected {expected}, found a quoted string"));
+        d.hint = Some("remove the quotes: a quoted value is text, as in Butane".into());
+        true
     }
 
     fn is_true(&mut self, o: &OBool) -> bool {

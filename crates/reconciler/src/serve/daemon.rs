@@ -212,11 +212,10 @@ fn serve(cfg: &ServeConfig, state: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Hand back to the kernel what a fetch or a plan allocated and freed (and the renderer's
-/// cached compressor, which only a plan needs). glibc keeps freed
-/// memory for reuse, and returns it only from the top of its heap; for a daemon that works
-/// for a second every few minutes that is memory held for nothing (the serve_idle bench
-/// shows the difference).
+/// Hand back to the kernel what a fetch or a plan allocated and freed, and the renderer's
+/// cached compressor, which only a plan needs. glibc keeps freed memory for reuse and returns
+/// it only from the top of its heap; for a daemon that works for a second every few minutes
+/// that is memory held for nothing (the serve_idle bench shows the difference).
 #[allow(unsafe_code)]
 fn release_freed_memory() {
     // The renderer's Go-exact compressor keeps 700 KiB of tables per thread between uses.
